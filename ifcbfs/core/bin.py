@@ -1,0 +1,141 @@
+"""One bin: which files it serves, their exact sizes, and their bytes on demand.
+
+`Bin.load` reads the header and the ADC file and looks at the size of the `.roi`; it reads no
+pixel. It decides, in one place, which images the bin serves (`plan_images`), and listing,
+sizes and reads all use that decision.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from . import adc as adc_mod
+from .errors import ImageMissing
+from .hdr import parse_hdr
+from .ids import target_id, timestamp_iso
+from .png import encode_png, png_size
+from .roi import read_pixels
+from .source import BinFiles, SourceFile, SourceUnreadable
+from .stitch import find_pairs, stitch, union_box
+
+HDR_JSON = "hdr.json"
+ADC_CSV = "adc.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One served image: its target number, size, and the ROI(s) it is made of (two when stitched)."""
+
+    target: int
+    width: int
+    height: int
+    parts: tuple[adc_mod.Roi, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file in a bin folder."""
+
+    name: str
+    size: int
+    image: Image | None = None
+
+
+def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> list[Image]:
+    """The images a bin serves: stitched pairs merged (I-style), nothing whose bytes are missing."""
+    pairs = find_pairs(rois) if stitching else []
+    partner = {a.target: b for a, b in pairs}
+    second = {b.target for _, b in pairs}
+    images = []
+    for roi in rois:
+        if roi.target in second:
+            continue
+        other = partner.get(roi.target)
+        if other is None:
+            image = Image(roi.target, roi.width, roi.height, (roi,))
+        else:
+            _, _, width, height = union_box(roi, other)
+            if width * height > adc_mod.MAX_IMAGE_PIXELS:
+                continue
+            image = Image(roi.target, width, height, (roi, other))
+        if all(part.end <= roi_size for part in image.parts):
+            images.append(image)
+    return images
+
+
+def _read_source(f: SourceFile | None) -> bytes:
+    if f is None:
+        return b""
+    try:
+        with open(f.path, "rb") as fh:
+            return fh.read(f.size)  # as it was seen: never what an instrument appended since
+    except OSError as err:
+        raise SourceUnreadable(f"{f.path}: {err.strerror}", err.errno or 5) from None
+
+
+class Bin:
+    """The files one bin serves, for one snapshot of its raw files."""
+
+    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, images: list[Image]):
+        self.files = files
+        self.header = header
+        self.images = images
+        self.n_triggers = adc.n_triggers if adc else 0
+        self.skipped_lines = adc.skipped if adc else 0
+        self.hdr_json = self._hdr_json()
+        entries = [Entry(f"{target_id(str(files.bin_id), im.target)}.png", png_size(im.width, im.height), im) for im in images]
+        entries.append(Entry(HDR_JSON, len(self.hdr_json)))
+        if adc is not None:
+            entries.append(Entry(ADC_CSV, len(adc.csv)))
+        self.entries = sorted(entries, key=lambda e: e.name)
+        self.by_name = {e.name: e for e in self.entries}
+
+    @classmethod
+    def load(cls, files: BinFiles) -> "Bin":
+        """Parse a bin's header and ADC; raises SourceUnreadable when a file cannot be read."""
+        header = parse_hdr(_read_source(files.hdr)) if files.hdr else {}
+        adc = None
+        images: list[Image] = []
+        if files.adc is not None:
+            adc = adc_mod.parse_adc(_read_source(files.adc), files.bin_id.schema)
+            if files.roi is not None:
+                images = plan_images(adc.rois, files.roi.size, files.bin_id.style == "I")
+        return cls(files, header, adc, images)
+
+    def _hdr_json(self) -> bytes:
+        bin_id = self.files.bin_id
+        doc = {
+            "bin_id": str(bin_id),
+            "timestamp": timestamp_iso(bin_id),
+            "instrument": bin_id.instrument,
+            "schema": bin_id.schema,
+            "n_triggers": self.n_triggers,
+            "n_images": len(self.images),
+            "header": self.header,
+        }
+        return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+    def pixels(self, image: Image) -> bytes:
+        """The image's pixels (stitched when it has two parts). Raises ImageMissing if gone."""
+        path = self.files.roi.path if self.files.roi else ""
+        data = [read_pixels(path, p.start, p.width, p.height) for p in image.parts]
+        if len(data) == 1:
+            return data[0]
+        return stitch(image.parts[0], data[0], image.parts[1], data[1])
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one entry. Raises ImageMissing when it can no longer be produced as listed."""
+        entry = self.by_name.get(name)
+        if entry is None:
+            raise ImageMissing(f"{self.files.bin_id}: no file {name}")
+        if entry.image is not None:
+            data = encode_png(entry.image.width, entry.image.height, self.pixels(entry.image))
+        elif name == HDR_JSON:
+            data = self.hdr_json
+        else:
+            data = adc_mod.parse_adc(_read_source(self.files.adc), self.files.bin_id.schema).csv
+        if len(data) != entry.size:
+            raise ImageMissing(f"{self.files.bin_id}: {name} changed in the source since it was listed")
+        return data

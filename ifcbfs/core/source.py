@@ -1,0 +1,189 @@
+"""Finding bins under a data root, one folder at a time.
+
+`DataRoot` is the seam for backends: it answers "what is in this folder" and "which files make
+this bin"; everything above it (the bin model, the namespace, export) asks it and nothing else.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from .errors import BinError
+from .ids import BinId, parse_bin_id, IdentifierError
+
+log = logging.getLogger("ifcbfs")
+
+EXTENSIONS = ("hdr", "adc", "roi")
+SKIPPED = frozenset({"skip", "beads"})
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One raw file as it was seen: its path, size and mtime."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class BinFiles:
+    """The raw files of one bin (any may be missing), as seen when its folder was read."""
+
+    bin_id: BinId
+    folder: str  # relative to the data root, '' for the root itself
+    hdr: SourceFile | None
+    adc: SourceFile | None
+    roi: SourceFile | None
+
+    @property
+    def mtime_ns(self) -> int:
+        """The newest mtime of the bin's files: the mtime of everything derived from them."""
+        return max((f.mtime_ns for f in (self.hdr, self.adc, self.roi) if f), default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Folder:
+    """What one source folder holds: sub-folders that lead to bins, and bins."""
+
+    path: str
+    mtime_ns: int
+    folders: tuple[str, ...]
+    bins: dict[str, BinFiles]
+
+
+class SourceUnreadable(BinError):
+    """A source folder or file exists but cannot be read (permissions, I/O)."""
+
+    def __init__(self, message: str, errno: int):
+        super().__init__(message)
+        self.errno = errno
+
+
+def _stat(path: str) -> SourceFile | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return SourceFile(path, st.st_size, st.st_mtime_ns)
+
+
+class DataRoot:
+    """A tree of raw IFCB files on a local filesystem."""
+
+    def __init__(self, root: str, include_skipped: bool = False):
+        self.root = os.path.abspath(root)
+        self.include_skipped = include_skipped
+        self._real_root = os.path.realpath(self.root)
+        adcmod = os.path.join(os.path.dirname(self.root), "adcmod")
+        self.adcmod = adcmod if os.path.isdir(adcmod) else None
+
+    def abspath(self, folder: str) -> str:
+        return os.path.join(self.root, folder) if folder else self.root
+
+    def _wanted_dir(self, entry: os.DirEntry, parent_real: str) -> bool:
+        if entry.name.startswith(".") or (entry.name in SKIPPED and not self.include_skipped):
+            return False
+        try:
+            if not entry.is_dir():
+                return False
+            if entry.is_symlink():  # follow links, but never into a loop
+                target = os.path.realpath(entry.path)
+                if parent_real == target or parent_real.startswith(target + os.sep):
+                    return False
+        except OSError:
+            return False
+        return True
+
+    def _entries(self, folder: str) -> tuple[int, list[os.DirEntry]]:
+        path = self.abspath(folder)
+        try:
+            mtime = os.stat(path).st_mtime_ns
+            with os.scandir(path) as it:
+                return mtime, sorted(it, key=lambda e: e.name)
+        except PermissionError as err:
+            raise SourceUnreadable(f"{path}: {err.strerror}", err.errno) from None
+        except OSError as err:
+            raise SourceUnreadable(f"{path}: {err.strerror}", err.errno) from None
+
+    def scan(self, folder: str = "") -> Folder:
+        """Read one folder: its bins, and the sub-folders that lead to bins (not recursive)."""
+        mtime, entries = self._entries(folder)
+        real = os.path.realpath(self.abspath(folder))
+        names: dict[str, dict[str, SourceFile]] = {}
+        dirs = []
+        for entry in entries:
+            stem, dot, ext = entry.name.rpartition(".")
+            if dot and ext in EXTENSIONS:
+                try:
+                    if entry.is_file():
+                        st = entry.stat()
+                        names.setdefault(stem, {})[ext] = SourceFile(entry.path, st.st_size, st.st_mtime_ns)
+                except OSError:
+                    continue
+            elif self._wanted_dir(entry, real):
+                dirs.append(entry.name)
+        bins = {}
+        for stem, files in names.items():
+            try:
+                bin_id = parse_bin_id(stem)
+            except IdentifierError:
+                continue
+            adc = self._adcmod(folder, stem) or files.get("adc")
+            bins[stem] = BinFiles(bin_id, folder, files.get("hdr"), adc, files.get("roi"))
+        subfolders = tuple(d for d in dirs if d not in bins and self.leads_to_bins(_join(folder, d)))
+        return Folder(folder, mtime, subfolders, bins)
+
+    def _adcmod(self, folder: str, stem: str) -> SourceFile | None:
+        if not self.adcmod:
+            return None
+        day = os.path.basename(self.abspath(folder))
+        return _stat(os.path.join(self.adcmod, day, stem + ".adc.mod"))
+
+    def leads_to_bins(self, folder: str, _seen: set | None = None) -> bool:
+        """True when a bin lies somewhere below `folder`; stops at the first one found."""
+        seen = set() if _seen is None else _seen
+        try:
+            _, entries = self._entries(folder)
+        except SourceUnreadable:
+            return True  # show it: listing it will say why it cannot be read
+        real = os.path.realpath(self.abspath(folder))
+        if real in seen:
+            return False
+        seen.add(real)
+        dirs = []
+        for entry in entries:
+            stem, dot, ext = entry.name.rpartition(".")
+            if dot and ext in EXTENSIONS:
+                try:
+                    parse_bin_id(stem)
+                    return True
+                except IdentifierError:
+                    pass
+            elif self._wanted_dir(entry, real):
+                dirs.append(entry.name)
+        return any(self.leads_to_bins(_join(folder, d), seen) for d in dirs)
+
+    def walk(self, folder: str = "") -> Iterator[BinFiles]:
+        """Every bin below `folder`, depth first in name order, lazily; unreadable folders are logged."""
+        try:
+            found = self.scan(folder)
+        except SourceUnreadable as err:
+            log.warning("%s", err)
+            return
+        yield from found.bins.values()
+        for sub in found.folders:
+            yield from self.walk(_join(folder, sub))
+
+    def stat_bin(self, files: BinFiles) -> BinFiles:
+        """The same bin's files as they are now (for noticing growth or change)."""
+        base = os.path.join(self.abspath(files.folder), str(files.bin_id))
+        current = {ext: _stat(f"{base}.{ext}") for ext in EXTENSIONS}
+        adc = self._adcmod(files.folder, str(files.bin_id)) or current["adc"]
+        return BinFiles(files.bin_id, files.folder, current["hdr"], adc, current["roi"])
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
