@@ -1,0 +1,1 @@
+"""The virtual tree (namespace) and its FUSE adapter (ops)."""

@@ -1,0 +1,292 @@
+"""The tree ifcbfs shows (SPEC section 7): inodes, names, attributes and content. Plain Python.
+
+Folders and bins are read lazily: a source folder when it is first looked into, a bin (header
+and ADC, never pixels) when its folder is first looked into. Inode numbers are a hash of the
+path in the tree, so they are the same after a remount of the same source with the same options.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import stat
+import threading
+from dataclasses import dataclass
+
+from ..core.bin import Bin, Entry
+from ..core.errors import BinError, ImageMissing
+from ..core.source import BinFiles, DataRoot, SourceUnreadable
+from .cache import ByteCache
+
+log = logging.getLogger("ifcbfs")
+
+ROOT_INO = 1
+DIR, BIN, FILE = "dir", "bin", "file"
+BLOCK_SIZE = 1 << 17  # st_blksize: most images fit one read
+
+
+class FsError(Exception):
+    """An errno for the FUSE boundary, with the message to log."""
+
+    def __init__(self, code: int, message: str = ""):
+        super().__init__(message or os.strerror(code))
+        self.errno = code
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    layout: str = "mirror"
+    include_skipped: bool = False
+    uid: int = 0
+    gid: int = 0
+    cache_size: int = 256 << 20
+
+
+class Node:
+    """One inode: a source folder (DIR), a bin folder (BIN) or a file in a bin folder (FILE)."""
+
+    __slots__ = ("ino", "parent", "name", "kind", "path", "size", "mtime_ns", "children",
+                 "source", "files", "bin", "entry", "adapter")
+
+    def __init__(self, ino: int, parent: "Node | None", name: str, kind: str, path: str, mtime_ns: int):
+        self.ino, self.parent, self.name, self.kind, self.path = ino, parent, name, kind, path
+        self.mtime_ns = mtime_ns
+        self.size = 0
+        self.children: dict[str, Node] | None = None  # None until loaded
+        self.source: str | None = None  # DIR: the source folder it mirrors
+        self.files: BinFiles | None = None  # BIN: its raw files
+        self.bin: Bin | None = None  # BIN: loaded model
+        self.entry: Entry | None = None  # FILE
+        self.adapter = None  # free for the FUSE adapter (its prebuilt attributes)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind != FILE
+
+    @property
+    def mode(self) -> int:
+        return stat.S_IFDIR | 0o555 if self.is_dir else stat.S_IFREG | 0o444
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.size // 512)
+
+
+def inode_of(path: str) -> int:
+    """A stable inode number for a path in the tree (never 0 or the root's 1)."""
+    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") & (2**63 - 1)) | 2
+
+
+class Namespace:
+    """The tree over one data root."""
+
+    def __init__(self, root: DataRoot, options: Options = Options()):
+        self.source = root
+        self.options = options
+        self.cache = ByteCache(options.cache_size)
+        self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
+        self.bins_seen = 0
+        self._lock = threading.RLock()
+        top = Node(ROOT_INO, None, "", DIR, "", _mtime(root.root))
+        top.source = ""
+        self.nodes: dict[int, Node] = {ROOT_INO: top}
+        self.root = top
+
+    # --- the questions FUSE asks -------------------------------------------------------
+    def node(self, ino: int) -> Node:
+        node = self.nodes.get(ino)
+        if node is None:
+            raise FsError(errno.ENOENT, f"no inode {ino}")
+        return node
+
+    def lookup(self, parent: int, name: str) -> Node:
+        child = self.children(parent).get(name)
+        if child is None:
+            raise FsError(errno.ENOENT)
+        return child
+
+    def children(self, ino: int) -> dict[str, Node]:
+        """The children of a folder by name, in name order; loads the folder when needed."""
+        node = self.node(ino)
+        if node.kind == FILE:
+            raise FsError(errno.ENOTDIR)
+        if node.children is None:
+            self.load(node)
+        return node.children
+
+    def is_loaded(self, ino: int) -> bool:
+        node = self.nodes.get(ino)
+        return node is None or node.kind == FILE or node.children is not None
+
+    def read(self, ino: int) -> bytes:
+        """The whole content of a file, from the cache or produced now (decoding its pixels)."""
+        node = self.node(ino)
+        data = self.cache.get(ino)
+        if data is not None:
+            return data
+        if node.kind != FILE:
+            raise FsError(errno.EISDIR)
+        parent = node.parent
+        try:
+            data = parent.bin.read(node.name)
+        except ImageMissing as err:
+            raise FsError(errno.EIO, f"{node.path}: {err}") from None
+        except SourceUnreadable as err:
+            raise FsError(err.errno, f"{node.path}: {err}") from None
+        except BinError as err:
+            raise FsError(errno.EIO, f"{node.path}: {err}") from None
+        if node.entry.image is not None:
+            self.decodes += 1
+        self.cache.put(ino, data)
+        return data
+
+    # --- loading --------------------------------------------------------------------
+    def load(self, node: Node) -> None:
+        with self._lock:
+            if node.children is not None:
+                return
+            if node.kind == BIN:
+                self._load_bin(node)
+            elif node is self.root and self.options.layout == "flat":
+                self._load_flat(node)
+            else:
+                self._load_dir(node)
+
+    def _add(self, parent: Node, name: str, kind: str, mtime_ns: int) -> Node:
+        path = f"{parent.path}/{name}" if parent.path else name
+        ino = inode_of(path)
+        while ino in self.nodes and self.nodes[ino].path != path:  # a 64-bit collision: never seen
+            ino = (ino + 1) & (2**63 - 1) | 2
+        node = Node(ino, parent, name, kind, path, mtime_ns)
+        self.nodes[ino] = node
+        return node
+
+    def _bin_node(self, parent: Node, files: BinFiles) -> Node:
+        node = self._add(parent, str(files.bin_id), BIN, files.mtime_ns)
+        self.bins_seen += 1
+        node.files = files
+        return node
+
+    def _load_dir(self, node: Node) -> None:
+        try:
+            folder = self.source.scan(node.source)
+        except SourceUnreadable as err:
+            raise FsError(err.errno, str(err)) from None
+        children = {}
+        for name in folder.folders:
+            sub = f"{node.source}/{name}" if node.source else name
+            child = self._add(node, name, DIR, _mtime(self.source.abspath(sub)))
+            child.source = sub
+            children[name] = child
+        for name, files in folder.bins.items():
+            children[name] = self._bin_node(node, files)
+        node.mtime_ns, node.adapter = folder.mtime_ns, None
+        node.children = dict(sorted(children.items()))
+
+    def _load_flat(self, node: Node) -> None:
+        children: dict[str, Node] = {}
+        for files in self.source.walk():
+            name = str(files.bin_id)
+            if name in children:
+                kept = children[name].files.folder or "."
+                log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
+                continue
+            children[name] = self._bin_node(node, files)
+        node.children = dict(sorted(children.items()))
+
+    def _load_bin(self, node: Node) -> None:
+        try:
+            model = Bin.load(node.files)
+        except SourceUnreadable as err:
+            log.warning("%s: %s", node.files.bin_id, err)
+            raise FsError(err.errno, str(err)) from None
+        if model.skipped_lines:
+            log.info("%s: %d ADC lines do not parse and are skipped", node.files.bin_id, model.skipped_lines)
+        children = {}
+        for entry in model.entries:
+            child = self._add(node, entry.name, FILE, node.files.mtime_ns)
+            child.entry, child.size = entry, entry.size
+            children[entry.name] = child
+        node.bin = model
+        node.children = children
+
+    # --- noticing change in the source ------------------------------------------------
+    def refresh(self) -> list[tuple]:
+        """Re-check every loaded folder and bin against the source; apply what changed.
+
+        Returns what the kernel must forget: ("inode", ino) and ("entry", parent_ino, name).
+        """
+        changes: list[tuple] = []
+        with self._lock:
+            for node in [n for n in self.nodes.values() if n.children is not None]:
+                if node.ino not in self.nodes:
+                    continue  # dropped by an earlier change in this pass
+                if node.kind == BIN:
+                    self._refresh_bin(node, changes)
+                elif node is not self.root or self.options.layout == "mirror":
+                    self._refresh_dir(node, changes)
+        return changes
+
+    def _refresh_dir(self, node: Node, changes: list) -> None:
+        if _mtime(self.source.abspath(node.source)) == node.mtime_ns:
+            return
+        old = node.children
+        node.children = None
+        try:
+            self._load_dir(node)
+        except FsError:
+            node.children = {}
+        for name, child in old.items():
+            new = node.children.get(name)
+            if new is None or new.kind != child.kind:
+                self._forget(child)
+                changes.append(("entry", node.ino, name))
+            else:
+                node.children[name] = child  # keep the loaded node: its own refresh follows
+                if child.kind == BIN and new.files != child.files:
+                    child.files, child.mtime_ns, child.adapter = new.files, new.mtime_ns, None
+                self.nodes[child.ino] = child
+        changes.append(("inode", node.ino))
+
+    def _refresh_bin(self, node: Node, changes: list) -> None:
+        files = self.source.stat_bin(node.files)
+        if files == node.files:
+            return
+        if not any((files.hdr, files.adc, files.roi)):
+            return  # gone: its folder's refresh removes it
+        old = node.children
+        node.files, node.mtime_ns, node.adapter = files, files.mtime_ns, None
+        node.children, node.bin = None, None
+        try:
+            self._load_bin(node)
+        except FsError:
+            node.children = {}
+        for name, child in old.items():
+            self.cache.discard(child.ino)
+            new = node.children.get(name)
+            if new is None:
+                self._forget(child)
+                changes.append(("entry", node.ino, name))
+            else:
+                changes.append(("inode", child.ino))
+        changes.append(("inode", node.ino))
+
+    def _forget(self, node: Node) -> None:
+        if self.nodes.pop(node.ino, None) is not None and node.kind == BIN:
+            self.bins_seen -= 1
+        self.cache.discard(node.ino)
+        for child in (node.children or {}).values():
+            self._forget(child)
+
+    def drop_caches(self) -> None:
+        """Forget decoded content (SIGHUP); the tree is re-checked by `refresh`."""
+        self.cache.clear()
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
