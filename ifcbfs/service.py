@@ -1,0 +1,151 @@
+"""Running as a service: systemd readiness notification, logging, diagnostics.
+
+Standard library only.  Everything here is safe to call when not started by
+systemd: :func:`notify` then simply reports ``False``.
+"""
+
+from __future__ import annotations
+
+import collections
+import faulthandler
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import sys
+import threading
+
+log = logging.getLogger(__name__)
+
+SYSLOG_SOCKET = "/dev/log"
+
+
+def notify(*fields: str) -> bool:
+    """Send ``fields`` (e.g. ``"READY=1"``) to systemd as one sd_notify datagram.
+
+    Returns True when the message was sent, False when not running under a
+    service manager (no ``NOTIFY_SOCKET``) or on any error.  Never raises.
+    """
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address or not fields:
+        return False
+    if address.startswith("@"):
+        target = "\0" + address[1:]  # abstract namespace socket
+    elif address.startswith("/"):
+        target = address
+    else:
+        log.debug("unsupported NOTIFY_SOCKET %r", address)
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto("\n".join(fields).encode("utf-8", "replace"), target)
+    except Exception as exc:  # a notification must never take the filesystem down
+        log.debug("sd_notify to %r failed: %s", address, exc)
+        return False
+    return True
+
+
+def _one_line(text: str) -> str:
+    """Keep a STATUS= value on one line (a newline would start a new field)."""
+    return " ".join(str(text).splitlines())
+
+
+def ready(status: str) -> bool:
+    """Tell systemd the mount is up (``Type=notify`` units become active)."""
+    return notify("READY=1", "STATUS=" + _one_line(status))
+
+
+def stopping() -> bool:
+    """Tell systemd the filesystem is shutting down."""
+    return notify("STOPPING=1")
+
+
+def status(text: str) -> bool:
+    """Update the free-form status line shown by ``systemctl status``."""
+    return notify("STATUS=" + _one_line(text))
+
+
+def setup_logging(foreground: bool, debug: bool) -> None:
+    """Configure the root logger for the command-line program.
+
+    In the foreground, log to stderr as ``ifcbfs: LEVEL message`` (under
+    systemd, journald adds the timestamp and unit).  In the background, log
+    to syslog through ``/dev/log`` when it exists, else to stderr.  ``debug``
+    selects DEBUG, otherwise INFO.  Calling it again replaces the handlers.
+    """
+    handler: logging.Handler | None = None
+    if foreground:
+        fmt = "ifcbfs: %(levelname)s %(message)s"
+    else:
+        fmt = "ifcbfs[%(process)d]: %(levelname)s %(message)s"
+        if os.path.exists(SYSLOG_SOCKET):
+            try:
+                handler = logging.handlers.SysLogHandler(
+                    address=SYSLOG_SOCKET,
+                    facility=logging.handlers.SysLogHandler.LOG_DAEMON,
+                )
+            except OSError:
+                handler = None
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def enable_stack_dumps(signum: int = signal.SIGUSR1) -> None:
+    """Dump every thread's stack to stderr on ``signum`` (``kill -USR1 PID``).
+
+    For diagnosing a hung mount without stopping it.
+    """
+    faulthandler.register(signum, file=sys.stderr, all_threads=True)
+
+
+class RateLimitedLog:
+    """Log a problem at most once per key, remembering the last ``maxkeys`` keys.
+
+    A damaged bin is read again on every lookup; this keeps it to one log
+    line per bad bin instead of a storm.  Thread-safe.
+    """
+
+    def __init__(self, maxkeys: int = 10000) -> None:
+        self.maxkeys = maxkeys
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, key: str) -> bool:
+        """Return True the first time ``key`` is seen (since it was forgotten)."""
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return False
+            self._seen[key] = None
+            while len(self._seen) > self.maxkeys:
+                self._seen.popitem(last=False)
+            return True
+
+    def log(self, logger: logging.Logger, key: str, message: str,
+            level: int = logging.WARNING) -> bool:
+        """Log ``key: message`` unless ``key`` was already logged; True if logged."""
+        if not self.first_time(key):
+            return False
+        logger.log(level, "%s: %s", key, message)
+        return True
+
+    def clear(self) -> None:
+        """Forget every key."""
+        with self._lock:
+            self._seen.clear()
+
+
+_bad_bins = RateLimitedLog()
+
+
+def log_bad_bin(logger: logging.Logger, bin_key: str, message: str) -> bool:
+    """Warn about a bad bin once (per process, bounded memory); True if logged."""
+    return _bad_bins.log(logger, str(bin_key), message)
