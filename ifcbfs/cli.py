@@ -156,8 +156,9 @@ def parse_args(argv: list[str]) -> Config:
 
 
 def _stale(path: str) -> bool:
+    """True for a FUSE mount whose daemon is gone (statvfs always asks the daemon; stat may not)."""
     try:
-        os.stat(path)
+        os.statvfs(path)
     except OSError as err:
         return err.errno == errno.ENOTCONN
     return False

@@ -1,0 +1,23 @@
+"""Shared fixtures: the real IFCB bins of the shared data folder."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "ifcb-data"
+
+
+@pytest.fixture(scope="session")
+def ifcb_data() -> Path:
+    """The real IFCB data folder ($IFCB_TEST_DATA, default ../shared/ifcb-data); skip if absent."""
+    path = Path(os.environ.get("IFCB_TEST_DATA", DEFAULT_DATA))
+    if not (path / "expected.json").is_file():
+        pytest.skip(f"real IFCB test data not found at {path} (set IFCB_TEST_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def expected(ifcb_data) -> dict:
+    """expected.json: images, stitched pairs and header properties of every real bin."""
+    return json.loads((ifcb_data / "expected.json").read_text())

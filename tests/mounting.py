@@ -1,0 +1,101 @@
+"""Real kernel mounts for tests: start ifcbfs, wait until it serves, stop it."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+IFCBFS = [sys.executable, "-m", "ifcbfs.cli"]
+
+
+def require_fuse() -> None:
+    """Skip (locally) or fail (in CI, which has FUSE) when this machine cannot mount."""
+    missing = [what for what, ok in (("/dev/fuse", os.path.exists("/dev/fuse")),
+                                     ("fusermount3", shutil.which("fusermount3"))) if not ok]
+    if missing:
+        reason = f"cannot mount FUSE here: {' and '.join(missing)} missing (apt-get install fuse3)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def decodes(mnt) -> int:
+    """PNGs the daemon has produced so far (its counter, read through an xattr of the root)."""
+    return int(os.getxattr(str(mnt), "user.ifcbfs.decodes"))
+
+
+class Mount:
+    """An ifcbfs process in the foreground (-f) serving `source` at `mountpoint`."""
+
+    def __init__(self, source, mountpoint, *options: str, log: Path | None = None):
+        require_fuse()
+        self.source, self.path = Path(source), Path(mountpoint)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.log = log or self.path.with_name(self.path.name + ".log")
+        args = [str(self.source), str(self.path), "-f"] + (["-o", ",".join(options)] if options else [])
+        self.errors = open(self.log, "ab")
+        self.proc = subprocess.Popen(IFCBFS + args, stdin=subprocess.DEVNULL, stdout=self.errors, stderr=self.errors)
+        deadline = time.monotonic() + 20
+        while not os.path.ismount(self.path):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"ifcbfs did not mount: {self.log.read_text(errors='replace')}")
+            time.sleep(0.02)
+
+    def logged(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def signal(self, signum: int = signal.SIGTERM, timeout: float = 10) -> int:
+        self.proc.send_signal(signum)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            subprocess.run(["fusermount3", "-u", str(self.path)], capture_output=True)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if os.path.ismount(self.path) or _stale(self.path):
+            subprocess.run(["fusermount3", "-uz", str(self.path)], capture_output=True)
+        self.errors.close()
+        return self.proc.returncode
+
+
+def _stale(path) -> bool:
+    try:
+        os.statvfs(path)
+    except OSError:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def mounted(source, mountpoint, *options: str):
+    m = Mount(source, mountpoint, *options)
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+def tree_digest(root) -> dict:
+    """Every file under root: (size, mtime_ns, sha256), to prove a tree was not changed."""
+    import hashlib
+
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            p = os.path.join(folder, name)
+            st = os.lstat(p)
+            with open(p, "rb") as f:
+                out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns, hashlib.sha256(f.read()).hexdigest())
+    return out

@@ -1,0 +1,132 @@
+"""The pyfuse3 Operations driven directly under trio, without a kernel."""
+import errno
+import os
+
+import pyfuse3
+import pytest
+import trio
+
+from ifcbfs.core.source import DataRoot
+from ifcbfs.fs.namespace import ROOT_INO, Namespace, Options
+from ifcbfs.fs.ops import Operations
+from ifcbfs.synth import write_bin
+
+STEM = "IFCB5_2012_028_081515"
+
+
+@pytest.fixture
+def ops(tmp_path):
+    write_bin(tmp_path / "IFCB5_2012_028", STEM, 80, seed=2, pair_fraction=0.2)
+    return Operations(Namespace(DataRoot(str(tmp_path)), Options(uid=1234, gid=5678)))
+
+
+def run(fn, *args):
+    return trio.run(fn, *args)
+
+
+def listing(ops, ino, monkeypatch):
+    got = []
+
+    def reply(token, name, attr, next_id):
+        got.append((name.decode(), attr.st_ino, next_id))
+        return True
+
+    monkeypatch.setattr(pyfuse3, "readdir_reply", reply)
+
+    async def go():
+        fh = await ops.opendir(ino, None)
+        await ops.readdir(fh, 0, None)
+        await ops.releasedir(fh)
+
+    run(go)
+    return got
+
+
+def test_lookup_getattr_readdir_open_read(ops, monkeypatch):
+    async def go():
+        day = await ops.lookup(ROOT_INO, b"IFCB5_2012_028", None)
+        b = await ops.lookup(day.st_ino, STEM.encode(), None)
+        return day, b
+
+    day, b = run(go)
+    assert day.st_mode & 0o777 == 0o555 and b.st_uid == 1234 and b.st_gid == 5678
+    entries = listing(ops, b.st_ino, monkeypatch)
+    names = [n for n, _, _ in entries]
+    assert names == sorted(names) and names[-2:] == ["adc.csv", "hdr.json"]
+    assert [i for _, _, i in entries] == list(range(1, len(entries) + 1))
+
+    async def read_all():
+        out = {}
+        for name, ino, _ in entries:
+            attr = await ops.getattr(ino, None)
+            assert attr.st_mode & 0o777 == 0o444 and attr.entry_timeout > 60
+            fi = await ops.open(ino, os.O_RDONLY, None)
+            assert fi.keep_cache
+            data = b""
+            while True:  # in pieces, as the kernel asks
+                piece = await ops.read(fi.fh, len(data), 4096)
+                if not piece:
+                    break
+                data += piece
+            out[name] = (attr.st_size, data)
+        return out
+
+    for name, (size, data) in run(read_all).items():
+        assert len(data) == size, name
+
+
+def test_write_handlers_refuse_with_erofs(ops):
+    async def go():
+        calls = [
+            ops.open(ROOT_INO, os.O_WRONLY, None), ops.open(ROOT_INO, os.O_RDWR, None),
+            ops.create(ROOT_INO, b"x", 0o644, os.O_CREAT, None), ops.mkdir(ROOT_INO, b"x", 0o755, None),
+            ops.unlink(ROOT_INO, b"x", None), ops.rmdir(ROOT_INO, b"x", None),
+            ops.rename(ROOT_INO, b"a", ROOT_INO, b"b", 0, None), ops.setattr(ROOT_INO, None, None, None, None),
+            ops.setxattr(ROOT_INO, b"user.x", b"1", None), ops.removexattr(ROOT_INO, b"user.x", None),
+            ops.symlink(ROOT_INO, b"x", b"y", None), ops.link(ROOT_INO, ROOT_INO, b"x", None),
+            ops.write(ROOT_INO, 0, b"x"), ops.mknod(ROOT_INO, b"x", 0o644, 0, None),
+            ops.access(ROOT_INO, os.W_OK, None),
+        ]
+        for call in calls:
+            with pytest.raises(pyfuse3.FUSEError) as err:
+                await call
+            assert err.value.errno == errno.EROFS
+
+    run(go)
+
+
+def test_unexpected_exception_becomes_eio_and_one_log_line(ops, monkeypatch, caplog):
+    async def find_png():
+        day = await ops.lookup(ROOT_INO, b"IFCB5_2012_028", None)
+        b = await ops.lookup(day.st_ino, STEM.encode(), None)
+        return (await ops.lookup(b.st_ino, f"{STEM}_00001.png".encode(), None)).st_ino
+
+    ino = run(find_png)
+
+    def broken(_):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(ops.ns, "read", broken)
+
+    async def go():
+        with pytest.raises(pyfuse3.FUSEError) as err:
+            await ops.read(ino, 0, 100)
+        assert err.value.errno == errno.EIO
+
+    run(go)
+    lines = [r for r in caplog.records if "KeyError" in r.getMessage()]
+    assert len(lines) == 1 and f"{STEM}_00001.png" in lines[0].getMessage()
+
+
+def test_missing_names_and_decode_counter(ops):
+    async def go():
+        with pytest.raises(pyfuse3.FUSEError) as err:
+            await ops.lookup(ROOT_INO, b"nothing", None)
+        assert err.value.errno == errno.ENOENT
+        assert await ops.getxattr(ROOT_INO, b"user.ifcbfs.decodes", None) == b"0"
+        with pytest.raises(pyfuse3.FUSEError):
+            await ops.getxattr(ROOT_INO, b"user.other", None)
+        st = await ops.statfs(None)
+        assert st.f_namemax == 255
+
+    run(go)
