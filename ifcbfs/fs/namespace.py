@@ -56,7 +56,7 @@ class Node:
         self.children: dict[str, Node] | None = None  # None until loaded
         self.source: str | None = None  # DIR: the source folder it mirrors
         self.files: BinFiles | None = None  # BIN: its raw files
-        self.bin: Bin | None = None  # BIN: loaded model
+        self.bin: Bin | None = None  # BIN: loaded model; FILE: the model it was listed from
         self.entry: Entry | None = None  # FILE
         self.adapter = None  # free for the FUSE adapter (its prebuilt attributes)
 
@@ -87,7 +87,6 @@ class Namespace:
         self.options = options
         self.cache = ByteCache(options.cache_size)
         self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
-        self.bins_seen = 0
         self._lock = threading.RLock()
         top = Node(ROOT_INO, None, "", DIR, "", _mtime(root.root))
         top.source = ""
@@ -116,21 +115,33 @@ class Namespace:
             self.load(node)
         return node.children
 
+    def bins_seen(self) -> int:
+        """How many bins the tree has come across so far (for the service status line)."""
+        return sum(1 for node in list(self.nodes.values()) if node.kind == BIN)
+
     def is_loaded(self, ino: int) -> bool:
         node = self.nodes.get(ino)
         return node is None or node.kind == FILE or node.children is not None
 
+    def cached(self, ino: int) -> bytes | None:
+        """The content of a file if it is in the cache (no I/O: safe on the event loop)."""
+        node = self.nodes.get(ino)
+        return None if node is None else self.cache.get(node)
+
     def read(self, ino: int) -> bytes:
-        """The whole content of a file, from the cache or produced now (decoding its pixels)."""
+        """The whole content of a file, from the cache or produced now (decoding its pixels).
+
+        A file node reads from the bin snapshot it was listed from, and the cache is keyed by
+        the node (a refresh makes new nodes), so bytes always match the size that was listed.
+        """
         node = self.node(ino)
-        data = self.cache.get(ino)
-        if data is not None:
-            return data
         if node.kind != FILE:
             raise FsError(errno.EISDIR)
-        parent = node.parent
+        data = self.cache.get(node)
+        if data is not None:
+            return data
         try:
-            data = parent.bin.read(node.name)
+            data = node.bin.read(node.name)
         except ImageMissing as err:
             raise FsError(errno.EIO, f"{node.path}: {err}") from None
         except SourceUnreadable as err:
@@ -139,7 +150,7 @@ class Namespace:
             raise FsError(errno.EIO, f"{node.path}: {err}") from None
         if node.entry.image is not None:
             self.decodes += 1
-        self.cache.put(ino, data)
+        self.cache.put(node, data)
         return data
 
     # --- loading --------------------------------------------------------------------
@@ -165,7 +176,6 @@ class Namespace:
 
     def _bin_node(self, parent: Node, files: BinFiles) -> Node:
         node = self._add(parent, str(files.bin_id), BIN, files.mtime_ns)
-        self.bins_seen += 1
         node.files = files
         return node
 
@@ -207,7 +217,7 @@ class Namespace:
         children = {}
         for entry in model.entries:
             child = self._add(node, entry.name, FILE, node.files.mtime_ns)
-            child.entry, child.size = entry, entry.size
+            child.entry, child.size, child.bin = entry, entry.size, model
             children[entry.name] = child
         node.bin = model
         node.children = children
@@ -264,7 +274,7 @@ class Namespace:
         except FsError:
             node.children = {}
         for name, child in old.items():
-            self.cache.discard(child.ino)
+            self.cache.discard(child)
             new = node.children.get(name)
             if new is None:
                 self._forget(child)
@@ -274,9 +284,8 @@ class Namespace:
         changes.append(("inode", node.ino))
 
     def _forget(self, node: Node) -> None:
-        if self.nodes.pop(node.ino, None) is not None and node.kind == BIN:
-            self.bins_seen -= 1
-        self.cache.discard(node.ino)
+        self.nodes.pop(node.ino, None)
+        self.cache.discard(node)
         for child in (node.children or {}).values():
             self._forget(child)
 

@@ -132,7 +132,7 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def read(self, fh, off, size):
-        data = self.ns.cache.get(fh)
+        data = self.ns.cached(fh)
         if data is None:
             data = await trio.to_thread.run_sync(self.ns.read, fh, limiter=self.limiter)
         return data[off:off + size]
