@@ -1,6 +1,7 @@
 """ADC (`.adc`) bytes to image records and the canonical `adc.csv`, through one parse path."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 V1_COLUMNS = (
@@ -46,15 +47,17 @@ class Adc:
     schema: str
     n_triggers: int  # lines that parse, i.e. rows of adc.csv
     rois: tuple[Roi, ...]
-    csv: bytes
+    rows: tuple[str, ...]  # adc.csv rows without their newline, header row first
+    csv_size: int  # len(csv), known without building it
     skipped: int  # non-blank lines that do not parse
 
+    @property
+    def csv(self) -> bytes:
+        """The canonical `adc.csv` (SPEC section 7): header row, then one row per ADC line."""
+        return ("\n".join(self.rows) + "\n").encode("ascii")
 
-def _int(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
+
+_BLANK = re.compile(r"[^\S\n]")  # whitespace other than the newline
 
 
 def parse_adc(data: bytes, schema: str) -> Adc:
@@ -65,40 +68,60 @@ def parse_adc(data: bytes, schema: str) -> Adc:
     positive and the image is not absurdly large. A last line without its newline counts only
     when it already holds the field after the start byte (an instrument may be writing it).
     """
-    columns = COLUMNS[schema]
     ix = _ROI_FIELDS[schema]
-    rows = [("roi_number," + ",".join(columns) + "\n").encode()]
+    header = "roi_number," + ",".join(COLUMNS[schema])
+    rows = [header]
+    size = len(header) + 1
     rois: list[Roi] = []
     skipped = 0
-    lines = data.split(b"\n")
-    last = len(lines) - 1  # lines[last] is what follows the final newline
-    for number, raw in enumerate(lines, 1):
-        try:
-            line = raw.decode("ascii").strip()
-        except UnicodeDecodeError:
+    if data.isascii():
+        text = data.decode("ascii").replace("\r\n", "\n")
+        lines = text.split("\n")
+        plain = not _BLANK.search(text)  # then no line needs stripping (the usual case)
+    else:
+        lines = [raw.decode("ascii") if raw.isascii() else None for raw in data.split(b"\n")]
+        plain = False
+    last = len(lines)  # the piece after the final newline, or an unterminated line
+    for number, line in enumerate(lines, 1):
+        if line is None:
             skipped += 1
             continue
-        if not line:
+        if plain:
+            if not line:
+                continue
+            if line[-1] == ",":
+                line = line[:-1]
+            fields = line.split(",")
+        else:
+            line = line.strip()
+            if not line:
+                continue
+            fields = [f.strip() for f in line.split(",")]
+            if fields[-1] == "" and len(fields) > 1:
+                fields.pop()
+            line = ",".join(fields)
+        n = len(fields)
+        if number == last and n < ix + 6:
+            skipped += 1  # cut before the field after the start byte: still being written
             continue
-        fields = [f.strip() for f in line.split(",")]
-        if len(fields) > 1 and fields[-1] == "" and line.endswith(","):
-            fields.pop()
-        trigger = _int(fields[0])
-        if trigger is None or (number - 1 == last and len(fields) < ix + 6):
-            skipped += 1
-            continue
-        rows.append(f"{number},{','.join(fields)}\n".encode())
-        if len(fields) > ix + 4:
-            roi = _roi(number, trigger, fields[ix:ix + 5])
-            if roi is not None:
-                rois.append(roi)
-    return Adc(schema, len(rows) - 1, tuple(rois), b"".join(rows), skipped)
-
-
-def _roi(number: int, trigger: int, fields: list[str]) -> Roi | None:
-    x, y, w, h, start = (_int(f) for f in fields)
-    if None in (x, y, w, h, start) or w <= 0 or h <= 0 or start < 0:
-        return None
-    if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_IMAGE_PIXELS:
-        return None
-    return Roi(number, trigger, x, y, w, h, start)
+        first = fields[0]
+        if not first.isdigit():
+            try:
+                trigger = int(first)
+            except ValueError:
+                skipped += 1
+                continue
+        else:
+            trigger = int(first)
+        row = f"{number},{line}"
+        rows.append(row)
+        size += len(row) + 1
+        if n > ix + 4 and fields[ix + 2] != "0" and fields[ix + 3] != "0":
+            try:
+                x, y, w, h, start = (int(fields[ix]), int(fields[ix + 1]), int(fields[ix + 2]),
+                                     int(fields[ix + 3]), int(fields[ix + 4]))
+            except ValueError:
+                continue
+            if 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and start >= 0 and w * h <= MAX_IMAGE_PIXELS:
+                rois.append(Roi(number, trigger, x, y, w, h, start))
+    return Adc(schema, len(rows) - 1, tuple(rois), tuple(rows), size, skipped)

@@ -14,7 +14,7 @@ from typing import Sequence
 from . import adc as adc_mod
 from .errors import ImageMissing
 from .hdr import parse_hdr
-from .ids import target_id, timestamp_iso
+from .ids import timestamp_iso
 from .png import encode_png, png_size
 from .roi import read_pixels
 from .source import BinFiles, SourceFile, SourceUnreadable
@@ -85,10 +85,11 @@ class Bin:
         self.n_triggers = adc.n_triggers if adc else 0
         self.skipped_lines = adc.skipped if adc else 0
         self.hdr_json = self._hdr_json()
-        entries = [Entry(f"{target_id(str(files.bin_id), im.target)}.png", png_size(im.width, im.height), im) for im in images]
+        stem = str(files.bin_id)
+        entries = [Entry(f"{stem}_{im.target:05d}.png", png_size(im.width, im.height), im) for im in images]
         entries.append(Entry(HDR_JSON, len(self.hdr_json)))
         if adc is not None:
-            entries.append(Entry(ADC_CSV, len(adc.csv)))
+            entries.append(Entry(ADC_CSV, adc.csv_size))
         self.entries = sorted(entries, key=lambda e: e.name)
         self.by_name = {e.name: e for e in self.entries}
 

@@ -14,7 +14,7 @@ import stat
 import threading
 from dataclasses import dataclass
 
-from ..core.bin import Bin, Entry
+from ..core.bin import HDR_JSON, Bin, Entry
 from ..core.errors import BinError, ImageMissing
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
 from .cache import ByteCache
@@ -24,6 +24,7 @@ log = logging.getLogger("ifcbfs")
 ROOT_INO = 1
 DIR, BIN, FILE = "dir", "bin", "file"
 BLOCK_SIZE = 1 << 17  # st_blksize: most images fit one read
+INLINE_LIMIT = 1 << 16  # images smaller than this are produced on the event loop (see is_cheap)
 
 
 class FsError(Exception):
@@ -128,6 +129,17 @@ class Namespace:
         node = self.nodes.get(ino)
         return None if node is None else self.cache.get(node)
 
+    def is_cheap(self, ino: int) -> bool:
+        """True when producing a file costs less than handing it to a worker thread (~100 us):
+        `hdr.json`, or an image of one ROI under INLINE_LIMIT bytes (most images)."""
+        node = self.nodes.get(ino)
+        if node is None or node.entry is None:
+            return False
+        image = node.entry.image
+        if image is None:
+            return node.name == HDR_JSON
+        return node.size < INLINE_LIMIT and len(image.parts) == 1
+
     def read(self, ino: int) -> bytes:
         """The whole content of a file, from the cache or produced now (decoding its pixels).
 
@@ -215,8 +227,9 @@ class Namespace:
         if model.skipped_lines:
             log.info("%s: %d ADC lines do not parse and are skipped", node.files.bin_id, model.skipped_lines)
         children = {}
+        mtime_ns = node.files.mtime_ns
         for entry in model.entries:
-            child = self._add(node, entry.name, FILE, node.files.mtime_ns)
+            child = self._add(node, entry.name, FILE, mtime_ns)
             child.entry, child.size, child.bin = entry, entry.size, model
             children[entry.name] = child
         node.bin = model

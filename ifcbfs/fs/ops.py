@@ -134,7 +134,10 @@ class Operations(pyfuse3.Operations):
     async def read(self, fh, off, size):
         data = self.ns.cached(fh)
         if data is None:
-            data = await trio.to_thread.run_sync(self.ns.read, fh, limiter=self.limiter)
+            if self.ns.is_cheap(fh):  # cheaper than the hop to a worker thread and back
+                data = self.ns.read(fh)
+            else:
+                data = await trio.to_thread.run_sync(self.ns.read, fh, limiter=self.limiter)
         return data[off:off + size]
 
     async def release(self, fh):
