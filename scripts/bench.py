@@ -1,0 +1,820 @@
+"""Performance benchmark of ifcbfs against a Pillow export and an in-memory ceiling.
+
+Started by scripts/bench (which runs it with the repository's .venv/bin/python);
+`python scripts/bench.py` works too and switches to that interpreter itself.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+VENV = os.path.join(REPO, ".venv")
+VENV_PY = os.path.join(VENV, "bin", "python")
+
+if __name__ == "__main__" and os.path.realpath(sys.prefix) != os.path.realpath(VENV) \
+        and os.access(VENV_PY, os.X_OK) and not os.environ.get("IFCBFS_BENCH_REEXEC"):
+    os.environ["IFCBFS_BENCH_REEXEC"] = "1"
+    os.execv(VENV_PY, [VENV_PY, os.path.realpath(__file__), *sys.argv[1:]])
+
+import argparse            # noqa: E402
+import io                  # noqa: E402
+import json                # noqa: E402
+import multiprocessing     # noqa: E402
+import platform            # noqa: E402
+import random              # noqa: E402
+import shutil              # noqa: E402
+import signal              # noqa: E402
+import statistics          # noqa: E402
+import subprocess          # noqa: E402
+import time                # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+CEILING = os.path.join(REPO, "scripts", "ceiling_fs.py")
+FIXED_MTIME = 1_717_200_000          # 2024-06-01T00:00:00Z, set on every source file
+MOUNT_TIMEOUT = 60.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+DESCRIPTION = """\
+Measure ifcbfs and print a table with PASS/FAIL against the performance targets.
+
+Writes a synthetic D-style dataset (ifcbfs.synth), mounts it with ifcbfs, and
+measures, each as the median of --passes passes (passes of the different
+subjects are interleaved; every "cold" pass uses a fresh mount):
+
+  export     Pillow encoding of every image (Image.frombytes(...).save(path, 'PNG'))
+             into a fresh folder: what exporting PNGs would cost; images/s
+  cold/warm  walk the mount with os.scandir and read every PNG (open, read, close),
+             first on a fresh mount (cold) then again (warm); 1 reader; images/s
+  4 readers  the same with --readers processes, each walking a disjoint share
+             of the bin folders, cold and warm
+  stat       os.walk + os.lstat of every entry of a fresh mount; entries/s
+  ceiling    the same reads and stat on scripts/ceiling_fs.py, an in-memory
+             pyfuse3 filesystem serving the same folders and file sizes
+  peak RSS   VmHWM of the ifcbfs daemons that served the dataset; MB
+  ready      from starting `ifcbfs SRC MNT -f` on a tree of --ready-bins tiny bins
+             to the first read of a hdr.json; s (the tree is cached in bench-out/)
+  decodes    the daemon's decode counter (xattr user.ifcbfs.decodes on the mount
+             root) over a stat walk, when the daemon has it
+
+Targets: cold 1 reader / export >= 1.0; cold 4 readers / export >= 1.6;
+warm / ceiling (same readers) >= 0.9; stat / ceiling >= 0.9; peak RSS <= 150 MB;
+time to ready < 1 s; decodes on stat == 0.
+
+All results (every pass, the medians, the ratios) go to --out as JSON.
+Temporary data and mounts live under bench-out/ and are removed on exit.
+"""
+
+
+# ---------------------------------------------------------------- readers
+# Module level so that forked reader processes can run them.
+
+def read_file(path: str) -> int:
+    with open(path, "rb", buffering=0) as f:
+        return len(f.read())
+
+
+def walk_read(root: str) -> tuple[int, int]:
+    """Read every .png under root (os.scandir walk); returns (files, bytes)."""
+    files = nbytes = 0
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+            elif e.name.endswith(".png"):
+                nbytes += read_file(e.path)
+                files += 1
+    return files, nbytes
+
+
+def read_bins(bin_dirs: list[str]) -> tuple[int, int]:
+    """Read every .png of the given bin folders; returns (files, bytes)."""
+    files = nbytes = 0
+    for d in bin_dirs:
+        f, b = walk_read(d)
+        files += f
+        nbytes += b
+    return files, nbytes
+
+
+def stat_walk(root: str) -> int:
+    """os.walk + os.lstat of every entry under root; returns the number of entries."""
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            os.lstat(os.path.join(dirpath, name))
+        for name in filenames:
+            os.lstat(os.path.join(dirpath, name))
+        n += len(dirnames) + len(filenames)
+    return n
+
+
+# ---------------------------------------------------------------- mounts
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def unmount(mnt: str) -> None:
+    if not os.path.ismount(mnt):
+        return
+    r = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
+    if r.returncode != 0 and os.path.ismount(mnt):
+        subprocess.run(["fusermount3", "-uz", mnt], capture_output=True)
+
+
+class Daemon:
+    """A FUSE daemon running in the foreground, mounted at `mnt`."""
+
+    live: "set[Daemon]" = set()
+
+    def __init__(self, name: str, cmd: list[str], mnt: str, logfile: str):
+        self.name, self.cmd, self.mnt, self.logfile = name, cmd, mnt, logfile
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.peak_kb: int | None = None
+
+    def start(self, wait: bool = True, timeout: float = MOUNT_TIMEOUT) -> "Daemon":
+        os.makedirs(self.mnt, exist_ok=True)
+        if os.path.ismount(self.mnt):
+            unmount(self.mnt)
+        with open(self.logfile, "ab") as logf:
+            self.started = time.perf_counter()
+            # Own session: a Ctrl-C reaches the benchmark only, which then unmounts in order.
+            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=logf, cwd=REPO, start_new_session=True)
+        Daemon.live.add(self)
+        if wait:
+            self.wait_mounted(timeout)
+        return self
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            Daemon.live.discard(self)
+            raise RuntimeError(f"{self.name} exited with status {self.proc.returncode} "
+                               f"before it was ready; see {self.logfile}:\n{self.log_tail()}")
+
+    def wait_mounted(self, timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while not os.path.ismount(self.mnt):
+            self.check_alive()
+            if time.perf_counter() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not mount {self.mnt} within {timeout:.0f} s; "
+                                   f"see {self.logfile}:\n{self.log_tail()}")
+            time.sleep(0.005)
+
+    def log_tail(self, n: int = 20) -> str:
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def hwm_kb(self) -> int | None:
+        v = proc_status_kb(self.pid, "VmHWM")
+        if v is not None:
+            self.peak_kb = max(v, self.peak_kb or 0)
+        return self.peak_kb
+
+    def cpu_s(self) -> float | None:
+        return proc_cpu_s(self.pid)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.hwm_kb()
+        unmount(self.mnt)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if os.path.ismount(self.mnt):
+            subprocess.run(["fusermount3", "-uz", self.mnt], capture_output=True)
+        Daemon.live.discard(self)
+
+    def __enter__(self) -> "Daemon":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def stop_all() -> None:
+    for d in list(Daemon.live):
+        try:
+            d.stop()
+        except Exception as err:  # keep cleaning up the others
+            log(f"cleanup of {d.name} at {d.mnt}: {err}")
+
+
+# ---------------------------------------------------------------- datasets
+
+def set_tree_mtime(root: str, ts: int = FIXED_MTIME) -> None:
+    for dirpath, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            os.utime(os.path.join(dirpath, name), (ts, ts), follow_symlinks=False)
+        os.utime(dirpath, (ts, ts))
+
+
+def write_synth(root: str, n_bins: int, n_triggers: int, seed: int) -> list[str]:
+    import inspect
+    from ifcbfs.synth import write_dataset
+    os.makedirs(root, exist_ok=True)
+    if "mtime" in inspect.signature(write_dataset).parameters:
+        bins = write_dataset(root, n_bins, n_triggers, seed=seed, style="D", mtime=FIXED_MTIME)
+        os.utime(root, (FIXED_MTIME, FIXED_MTIME))
+    else:
+        bins = write_dataset(root, n_bins, n_triggers, seed=seed, style="D")
+        set_tree_mtime(root)
+    return [str(b) for b in bins]
+
+
+def cached_synth(path: str, n_bins: int, n_triggers: int, seed: int) -> str:
+    """A synthetic tree written once and kept between runs (keyed by its parameters)."""
+    stamp = os.path.join(path, ".complete")
+    want = json.dumps({"bins": n_bins, "triggers": n_triggers, "seed": seed, "style": "D"})
+    try:
+        with open(stamp) as f:
+            if f.read() == want:
+                return path
+    except OSError:
+        pass
+    log(f"writing {n_bins} bins of {n_triggers} trigger(s) to {path} (kept for later runs)")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp = f"{path}.partial.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    t = time.perf_counter()
+    try:
+        write_synth(tmp, n_bins, n_triggers, seed)
+        with open(os.path.join(tmp, ".complete"), "w") as f:
+            f.write(want)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"  written in {time.perf_counter() - t:.1f} s")
+    return path
+
+
+def fake_manifest(n_bins: int, n_triggers: int, seed: int) -> dict:
+    """A D-style tree of PNG-sized files, for measuring the ceiling alone."""
+    from ifcbfs.core.png import png_size
+    rnd = random.Random(seed)
+    dirs, files = [], []
+    for b in range(n_bins):
+        day = f"D202406{1 + b // 24:02d}"
+        bin_id = f"{day}T{b % 24:02d}0000_IFCB124"
+        d = f"2024/{day}/{bin_id}"
+        dirs.append(d)
+        files.append([f"{d}/adc.csv", 120 * n_triggers + 200])
+        files.append([f"{d}/hdr.json", 2500])
+        for t in range(1, n_triggers + 1):
+            files.append([f"{d}/{bin_id}_{t:05d}.png", png_size(rnd.randint(20, 300), rnd.randint(15, 150))])
+    return with_ancestors(dirs, files)
+
+
+def with_ancestors(dirs: list[str], files: list) -> dict:
+    """The manifest with every folder above a listed entry listed too, both lists sorted."""
+    all_dirs: set[str] = set()
+    listed = set(dirs)
+    for path in [*dirs, *(p for p, _ in files)]:
+        d = path if path in listed else os.path.dirname(path)
+        while d and d not in all_dirs:
+            all_dirs.add(d)
+            d = os.path.dirname(d)
+    return {"dirs": sorted(all_dirs), "files": sorted(files)}
+
+
+def manifest_of(root: str) -> dict:
+    """Folders and file sizes of a mounted tree, relative to its root."""
+    dirs, files = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        for name in dirnames:
+            dirs.append(os.path.normpath(os.path.join(rel, name)))
+        for name in filenames:
+            files.append([os.path.normpath(os.path.join(rel, name)), os.lstat(os.path.join(dirpath, name)).st_size])
+    dirs.sort()
+    files.sort()
+    return {"dirs": dirs, "files": files}
+
+
+def bin_dirs_of(manifest: dict) -> list[str]:
+    """Relative paths of the folders that hold PNGs (the bin folders), sorted."""
+    return sorted({os.path.dirname(p) for p, _ in manifest["files"] if p.endswith(".png")})
+
+
+def split_even(bins: list[str], weights: dict[str, int], k: int) -> list[list[str]]:
+    """Cut the sorted bin list into k contiguous shares of about equal weight."""
+    total = sum(weights[b] for b in bins)
+    shares: list[list[str]] = [[] for _ in range(k)]
+    acc, i = 0, 0
+    for b in bins:
+        while i < k - 1 and acc >= total * (i + 1) / k:
+            i += 1
+        shares[i].append(b)
+        acc += weights[b]
+    return shares
+
+
+def load_pixels(mnt: str, manifest: dict) -> list[tuple[str, int, int, bytes]]:
+    """(relative path, width, height, pixels) of every PNG, decoded with Pillow."""
+    from PIL import Image
+    out = []
+    for rel, _size in manifest["files"]:
+        if not rel.endswith(".png"):
+            continue
+        with open(os.path.join(mnt, rel), "rb") as f:
+            data = f.read()
+        with Image.open(io.BytesIO(data)) as im:
+            im = im.convert("L") if im.mode != "L" else im
+            out.append((rel, im.width, im.height, im.tobytes()))
+    return out
+
+
+# ---------------------------------------------------------------- measurements
+
+def export_pass(images, dest: str) -> float:
+    """Seconds to encode and write every image with Pillow's default PNG options."""
+    from PIL import Image
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    made = set()
+    os.sync()          # start every pass with no earlier writes still being flushed
+    t = time.perf_counter()
+    for rel, w, h, pixels in images:
+        d = os.path.dirname(rel)
+        if d not in made:
+            os.makedirs(os.path.join(dest, d), exist_ok=True)
+            made.add(d)
+        Image.frombytes("L", (w, h), pixels).save(os.path.join(dest, rel), "PNG")
+    dt = time.perf_counter() - t
+    shutil.rmtree(dest, ignore_errors=True)
+    return dt
+
+
+def timed(fn, *args):
+    t = time.perf_counter()
+    r = fn(*args)
+    return time.perf_counter() - t, r
+
+
+def get_decodes(mnt: str) -> int | None:
+    try:
+        return int(os.getxattr(mnt, "user.ifcbfs.decodes").decode("ascii").strip())
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@dataclass
+class Series:
+    unit: str
+    values: list[float] = field(default_factory=list)
+
+    def add(self, v):
+        if v is not None:
+            self.values.append(v)
+
+    @property
+    def median(self):
+        return statistics.median(self.values) if self.values else None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = os.path.join(args.workdir, f"run-{os.getpid()}")
+        self.logs = os.path.join(self.work, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.n_mounts = 0
+        self.s: dict[str, Series] = {}
+        self.checks: list[str] = []      # sanity problems found while measuring
+        self.info: dict = {}
+        self.pool = None
+
+    # -- bookkeeping
+    def rec(self, key: str, value, unit: str) -> None:
+        self.s.setdefault(key, Series(unit)).add(value)
+
+    def med(self, key: str):
+        return self.s[key].median if key in self.s else None
+
+    def daemon(self, kind: str, source: str) -> Daemon:
+        self.n_mounts += 1
+        mnt = os.path.join(self.work, f"mnt-{kind}")
+        logfile = os.path.join(self.logs, f"{self.n_mounts:03d}-{kind}.log")
+        if kind == "ceiling":
+            cmd = [sys.executable, CEILING, source, mnt]
+        else:
+            cmd = [self.args.ifcbfs, source, mnt, "-f"]
+            if self.args.mount_opts:
+                cmd += ["-o", self.args.mount_opts]
+        return Daemon(kind, cmd, mnt, logfile)
+
+    def check_count(self, what: str, got: tuple[int, int], want: tuple[int, int]) -> None:
+        if got != want:
+            self.checks.append(f"{what}: read {got[0]} files / {got[1]} bytes, "
+                               f"expected {want[0]} / {want[1]}")
+
+    # -- read passes on one fresh mount
+    def read_passes(self, kind: str, source: str, label: str) -> None:
+        n, nbytes = self.expect
+        with self.daemon(kind, source).start() as d:
+            c0 = d.cpu_s()
+            dt, got = timed(walk_read, d.mnt)
+            c1 = d.cpu_s()
+            self.check_count(f"{kind} cold read", got, self.expect)
+            self.rec(f"{kind}.cold1", n / dt, f"{label}/s")
+            self.rec(f"{kind}.cold1_daemon_cpu_ms_per_file", _per_file_ms(c0, c1, n), "ms")
+            dt, got = timed(walk_read, d.mnt)
+            c2 = d.cpu_s()
+            self.check_count(f"{kind} warm read", got, self.expect)
+            self.rec(f"{kind}.warm1", n / dt, f"{label}/s")
+            self.rec(f"{kind}.warm1_daemon_cpu_ms_per_file", _per_file_ms(c1, c2, n), "ms")
+            if kind == "ifcbfs":
+                self.rec("ifcbfs.rss_peak", d.hwm_kb() / 1024, "MB")
+
+    def parallel_passes(self, kind: str, source: str, label: str) -> None:
+        n, _ = self.expect
+        k = self.args.readers
+        with self.daemon(kind, source).start() as d:
+            shares = [[os.path.join(d.mnt, b) for b in share] for share in self.shares]
+            # Folders above the bins are listed here, untimed, like a file manager would have.
+            for b in self.bin_dirs:
+                os.lstat(os.path.dirname(os.path.join(d.mnt, b)))
+            dt, res = timed(self.pool.map, read_bins, shares, 1)
+            got = (sum(r[0] for r in res), sum(r[1] for r in res))
+            self.check_count(f"{kind} cold read, {k} readers", got, self.expect)
+            self.rec(f"{kind}.cold{k}", n / dt, f"{label}/s")
+            dt, res = timed(self.pool.map, read_bins, shares, 1)
+            got = (sum(r[0] for r in res), sum(r[1] for r in res))
+            self.check_count(f"{kind} warm read, {k} readers", got, self.expect)
+            self.rec(f"{kind}.warm{k}", n / dt, f"{label}/s")
+            if kind == "ifcbfs":
+                self.rec("ifcbfs.rss_peak", d.hwm_kb() / 1024, "MB")
+
+    def stat_pass(self, kind: str, source: str) -> None:
+        with self.daemon(kind, source).start() as d:
+            before = get_decodes(d.mnt) if kind == "ifcbfs" else None
+            dt, n = timed(stat_walk, d.mnt)
+            if n != self.n_entries:
+                self.checks.append(f"{kind} stat walk: {n} entries, expected {self.n_entries}")
+            self.rec(f"{kind}.stat", n / dt, "entries/s")
+            if kind == "ifcbfs":
+                after = get_decodes(d.mnt)
+                self.rec("ifcbfs.decodes_on_stat",
+                         None if before is None or after is None else after - before, "decodes")
+                self.info["decode_counter"] = after is not None
+
+    def ready_pass(self, tree: str) -> None:
+        d = self.daemon("ifcbfs-ready", tree)
+        d.start(wait=False)
+        try:
+            deadline = d.started + MOUNT_TIMEOUT * 2
+            while True:
+                d.check_alive()
+                now = time.perf_counter()
+                if now > deadline:
+                    raise RuntimeError(f"no file could be read from {d.mnt} within "
+                                       f"{MOUNT_TIMEOUT * 2:.0f} s; see {d.logfile}")
+                if os.path.ismount(d.mnt) and first_hdr_read(d.mnt):
+                    break
+                time.sleep(0.002)
+            self.rec("ifcbfs.ready", time.perf_counter() - d.started, "s")
+            self.rec("ifcbfs.ready_rss", d.hwm_kb() / 1024, "MB")
+        finally:
+            d.stop()
+
+    # -- the whole run
+    def run(self) -> dict:
+        a = self.args
+        self.pool = multiprocessing.get_context("fork").Pool(a.readers, initializer=_reader_init)
+        self.info.update(environment())
+        if a.ceiling_only:
+            manifest = fake_manifest(a.bins, a.triggers, a.seed)
+        else:
+            src = os.path.join(self.work, "source")
+            log(f"writing {a.bins} bins x {a.triggers} triggers to {src}")
+            t = time.perf_counter()
+            write_synth(src, a.bins, a.triggers, a.seed)
+            log(f"  written in {time.perf_counter() - t:.1f} s")
+            log("first mount: collecting folder shape, file sizes and pixels")
+            with self.daemon("ifcbfs", src).start() as d:
+                manifest = manifest_of(d.mnt)
+                images = load_pixels(d.mnt, manifest)
+                self.rec("ifcbfs.rss_peak", d.hwm_kb() / 1024, "MB")
+        man_path = os.path.join(self.work, "manifest.json")
+        with open(man_path, "w") as f:
+            json.dump(manifest, f)
+
+        pngs = [(p, s) for p, s in manifest["files"] if p.endswith(".png")]
+        self.expect = (len(pngs), sum(s for _, s in pngs))
+        self.n_entries = len(manifest["dirs"]) + len(manifest["files"])
+        self.bin_dirs = bin_dirs_of(manifest)
+        weights = {b: 0 for b in self.bin_dirs}
+        for p, s in pngs:
+            weights[os.path.dirname(p)] += 1
+        self.shares = split_even(self.bin_dirs, weights, a.readers)
+        self.info.update(images=len(pngs), png_bytes=self.expect[1], entries=self.n_entries,
+                         bins=len(self.bin_dirs), folders=len(manifest["dirs"]),
+                         reader_shares=[sum(weights[b] for b in s) for s in self.shares])
+        log(f"dataset: {len(self.bin_dirs)} bins, {len(pngs)} images "
+            f"({self.expect[1] / 1e6:.1f} MB of PNG), {self.n_entries} entries")
+        if len(self.bin_dirs) < a.readers:
+            log(f"warning: {len(self.bin_dirs)} bins for {a.readers} readers; some readers stay idle")
+
+        k = a.readers
+        for p in range(a.passes):
+            log(f"pass {p + 1}/{a.passes}")
+            if not a.ceiling_only:
+                dt = export_pass(images, os.path.join(self.work, "export"))
+                self.rec("export", len(images) / dt, "images/s")
+                self.read_passes("ifcbfs", src, "images")
+            self.read_passes("ceiling", man_path, "files")
+            if not a.ceiling_only:
+                self.stat_pass("ifcbfs", src)
+            self.stat_pass("ceiling", man_path)
+            if not a.ceiling_only:
+                self.parallel_passes("ifcbfs", src, "images")
+            self.parallel_passes("ceiling", man_path, "files")
+            log("  " + ", ".join(f"{key} {s.values[-1]:.4g}" for key, s in self.s.items()
+                                 if s.values and "cpu" not in key and "rss" not in key))
+
+        if not a.ceiling_only and a.ready_bins > 0:
+            tree = cached_synth(os.path.join(a.workdir, f"ready-tree-{a.ready_bins}"),
+                                a.ready_bins, 1, a.seed)
+            for p in range(a.passes):
+                self.ready_pass(tree)
+                log(f"time to ready, pass {p + 1}: {self.s['ifcbfs.ready'].values[-1]:.3f} s")
+        self.info["loadavg_end"] = os.getloadavg()
+        return self.report()
+
+    def report(self) -> dict:
+        a, k = self.args, self.args.readers
+        m = self.med
+        rows = [
+            ("export (Pillow PNG encode + write)", "export"),
+            ("ifcbfs cold read, 1 reader", "ifcbfs.cold1"),
+            ("ifcbfs warm read, 1 reader", "ifcbfs.warm1"),
+            (f"ifcbfs cold read, {k} readers", f"ifcbfs.cold{k}"),
+            (f"ifcbfs warm read, {k} readers", f"ifcbfs.warm{k}"),
+            ("ifcbfs stat (walk + lstat)", "ifcbfs.stat"),
+            ("ceiling cold read, 1 reader", "ceiling.cold1"),
+            ("ceiling warm read, 1 reader", "ceiling.warm1"),
+            (f"ceiling cold read, {k} readers", f"ceiling.cold{k}"),
+            (f"ceiling warm read, {k} readers", f"ceiling.warm{k}"),
+            ("ceiling stat (walk + lstat)", "ceiling.stat"),
+            ("ifcbfs daemon CPU per image, cold", "ifcbfs.cold1_daemon_cpu_ms_per_file"),
+            ("ifcbfs daemon CPU per image, warm", "ifcbfs.warm1_daemon_cpu_ms_per_file"),
+            ("ceiling daemon CPU per file, cold", "ceiling.cold1_daemon_cpu_ms_per_file"),
+            ("ceiling daemon CPU per file, warm", "ceiling.warm1_daemon_cpu_ms_per_file"),
+            ("ifcbfs daemon peak RSS", "ifcbfs.rss_peak"),
+            (f"ifcbfs time to ready ({a.ready_bins} bins)", "ifcbfs.ready"),
+            (f"ifcbfs daemon RSS at ready ({a.ready_bins} bins)", "ifcbfs.ready_rss"),
+            ("ifcbfs decodes during stat walk", "ifcbfs.decodes_on_stat"),
+        ]
+
+        def ratio(xkey, ykey):
+            """Median of the per-pass ratios (passes are interleaved, so this pairs
+            measurements taken close together); median over median otherwise."""
+            xs = self.s[xkey].values if xkey in self.s else []
+            ys = self.s[ykey].values if ykey in self.s else []
+            if not xs or not ys:
+                return None
+            if len(xs) == len(ys) and all(ys):
+                return statistics.median(x / y for x, y in zip(xs, ys))
+            return statistics.median(xs) / statistics.median(ys) if statistics.median(ys) else None
+
+        rss_peak = max(self.s["ifcbfs.rss_peak"].values) if self.s.get("ifcbfs.rss_peak") and \
+            self.s["ifcbfs.rss_peak"].values else None
+        targets = [
+            ("cold 1 reader / export", ratio("ifcbfs.cold1", "export"), ">=", 1.0),
+            (f"cold {k} readers / export", ratio(f"ifcbfs.cold{k}", "export"), ">=", 1.6),
+            ("warm 1 reader / ceiling warm 1 reader", ratio("ifcbfs.warm1", "ceiling.warm1"), ">=", 0.9),
+            (f"warm {k} readers / ceiling warm {k} readers",
+             ratio(f"ifcbfs.warm{k}", f"ceiling.warm{k}"), ">=", 0.9),
+            ("stat / ceiling stat", ratio("ifcbfs.stat", "ceiling.stat"), ">=", 0.9),
+            ("daemon peak RSS, MB", rss_peak, "<=", 150.0),
+            ("time to ready, s", m("ifcbfs.ready"), "<", 1.0),
+            ("decodes during stat walk", m("ifcbfs.decodes_on_stat"), "==", 0),
+        ]
+        info_ratios = [
+            ("cold 1 reader / ceiling cold 1 reader", ratio("ifcbfs.cold1", "ceiling.cold1")),
+            (f"cold {k} readers / ceiling cold {k} readers", ratio(f"ifcbfs.cold{k}", f"ceiling.cold{k}")),
+        ]
+
+        def verdict(v, op, goal):
+            if v is None:
+                return "n/a"
+            ok = {">=": v >= goal, "<=": v <= goal, "<": v < goal, "==": v == goal}[op]
+            return "PASS" if ok else "FAIL"
+
+        print()
+        print(f"ifcbfs benchmark: {self.info.get('bins')} bins, {self.info.get('images')} images, "
+              f"median of {a.passes} pass(es); {self.info['cpus']} CPUs, kernel {self.info['kernel']}, "
+              f"load average {self.info['loadavg_start'][0]:.1f} at start, {self.info['loadavg_end'][0]:.1f} at end")
+        print("ratios: median of the per-pass ratios")
+        print()
+        print(f"{'metric':<46} {'value':>12}  {'unit':<10} passes: min .. max")
+        print("-" * 90)
+        for label, key in rows:
+            if key not in self.s:
+                continue
+            s = self.s[key]
+            v = rss_peak if key == "ifcbfs.rss_peak" else s.median
+            spread = f"{_fmt(min(s.values))} .. {_fmt(max(s.values))}" if len(s.values) > 1 else ""
+            print(f"{label:<46} {_fmt(v):>12}  {s.unit:<10} {spread}")
+        print()
+        print(f"{'target':<46} {'value':>12}  {'goal':<8} result")
+        print("-" * 75)
+        results = []
+        for label, v, op, goal in targets:
+            r = verdict(v, op, goal)
+            results.append({"target": label, "value": v, "op": op, "goal": goal, "result": r})
+            print(f"{label:<46} {_fmt(v):>12}  {op + ' ' + str(goal):<8} {r}")
+        for label, v in info_ratios:
+            if v is not None:
+                print(f"{label:<46} {_fmt(v):>12}  (info)")
+        if self.checks:
+            print()
+            for c in self.checks:
+                print(f"CHECK FAILED: {c}")
+        out = {
+            "config": {key: getattr(a, key) for key in
+                       ("bins", "triggers", "passes", "readers", "seed", "ready_bins", "quick",
+                        "ceiling_only", "mount_opts", "ifcbfs")},
+            "environment": self.info,
+            "metrics": {key: {"median": (rss_peak if key == "ifcbfs.rss_peak" else s.median),
+                              "unit": s.unit, "passes": s.values} for key, s in self.s.items()},
+            "targets": results,
+            "info_ratios": {label: v for label, v in info_ratios},
+            "checks": self.checks,
+        }
+        return out
+
+    def close(self) -> None:
+        stop_all()
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+        if not self.args.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _reader_init() -> None:
+    """Reader processes leave signals to the benchmark, which stops them."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _per_file_ms(c0, c1, n):
+    return None if c0 is None or c1 is None or not n else (c1 - c0) * 1000 / n
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, int) or float(v).is_integer():
+        return f"{int(v)}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3f}"
+
+
+def first_hdr_read(mnt: str) -> bool:
+    """Walk down the first entry of each folder to a bin and read its hdr.json."""
+    d = mnt
+    try:
+        for _ in range(8):
+            names = sorted(os.listdir(d))
+            if "hdr.json" in names:
+                with open(os.path.join(d, "hdr.json"), "rb") as f:
+                    return len(f.read()) > 0
+            if not names:
+                return False
+            d = os.path.join(d, names[0])
+    except OSError:
+        return False
+    return False
+
+
+def environment() -> dict:
+    import PIL
+    env = {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+           "pillow": PIL.__version__, "loadavg_start": os.getloadavg()}
+    try:
+        import pyfuse3
+        env["pyfuse3"] = pyfuse3.__version__
+    except ImportError:
+        pass
+    return env
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="scripts/bench", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bins", type=int, help="bins in the dataset (default 8; --quick: 4)")
+    p.add_argument("--triggers", type=int, help="triggers per bin (default 3000; --quick: 200)")
+    p.add_argument("--passes", type=int, help="passes per measurement; the median is reported "
+                                              "(default 3; --quick: 1)")
+    p.add_argument("--readers", type=int, default=4, help="reader processes of the parallel read (default 4)")
+    p.add_argument("--ready-bins", type=int,
+                   help="bins in the time-to-ready tree, 0 to skip (default 20000; --quick: 1000)")
+    p.add_argument("--out", default=os.path.join(REPO, "bench-out", "bench.json"),
+                   help="JSON results (default bench-out/bench.json)")
+    p.add_argument("--quick", action="store_true", help="small sizes, one pass: a smoke test")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
+    p.add_argument("--ifcbfs", default=os.path.join(VENV, "bin", "ifcbfs"),
+                   help="ifcbfs command (default .venv/bin/ifcbfs)")
+    p.add_argument("--mount-opts", default="", help="passed to ifcbfs as -o OPTS (default: none)")
+    p.add_argument("--ceiling-only", action="store_true",
+                   help="measure only the ceiling filesystem, on a made-up tree of the same shape")
+    p.add_argument("--workdir", default=os.path.join(REPO, "bench-out"),
+                   help="where temporary data, mounts and cached trees go (default bench-out/)")
+    p.add_argument("--keep", action="store_true", help="keep this run's data, manifest and daemon logs")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when a target fails")
+    a = p.parse_args(argv)
+    quick = {"bins": 4, "triggers": 200, "passes": 1, "ready_bins": 1000}
+    full = {"bins": 8, "triggers": 3000, "passes": 3, "ready_bins": 20000}
+    for key, v in (quick if a.quick else full).items():
+        if getattr(a, key) is None:
+            setattr(a, key, v)
+    if a.bins < 1 or a.triggers < 1 or a.passes < 1 or a.readers < 1:
+        p.error("--bins, --triggers, --passes and --readers must be at least 1")
+    a.workdir = os.path.abspath(a.workdir)
+    a.out = os.path.abspath(a.out)
+    return a
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.ceiling_only and not os.access(args.ifcbfs, os.X_OK):
+        print(f"bench: {args.ifcbfs} not found; install with: .venv/bin/pip install -e . "
+              f"(or use --ceiling-only)", file=sys.stderr)
+        return 2
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    bench = Bench(args)
+    try:
+        out = bench.run()
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    except RuntimeError as err:
+        log(f"error: {err}")
+        return 1
+    finally:
+        bench.close()
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=2)
+    print(f"\nresults: {args.out}")
+    failed = any(t["result"] == "FAIL" for t in out["targets"]) or out["checks"]
+    return 1 if args.strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
