@@ -48,7 +48,7 @@ class Node:
     """One inode: a source folder (DIR), a bin folder (BIN) or a file in a bin folder (FILE)."""
 
     __slots__ = ("ino", "parent", "name", "kind", "path", "size", "mtime_ns", "children",
-                 "source", "files", "bin", "entry", "adapter")
+                 "source", "files", "bin", "entry", "adapter", "_listing")
 
     def __init__(self, ino: int, parent: "Node | None", name: str, kind: str, path: str, mtime_ns: int):
         self.ino, self.parent, self.name, self.kind, self.path = ino, parent, name, kind, path
@@ -60,6 +60,7 @@ class Node:
         self.bin: Bin | None = None  # BIN: loaded model; FILE: the model it was listed from
         self.entry: Entry | None = None  # FILE
         self.adapter = None  # free for the FUSE adapter (its prebuilt attributes)
+        self._listing: tuple | None = None  # (children dict, its nodes as a tuple)
 
     @property
     def is_dir(self) -> bool:
@@ -115,6 +116,15 @@ class Namespace:
         if node.children is None:
             self.load(node)
         return node.children
+
+    def listing(self, ino: int) -> tuple[Node, ...]:
+        """The children of a folder in name order, as a tuple (readdir asks for it in slices)."""
+        children = self.children(ino)
+        node = self.nodes[ino]
+        cached = node._listing
+        if cached is None or cached[0] is not children:
+            cached = node._listing = (children, tuple(children.values()))
+        return cached[1]
 
     def bins_seen(self) -> int:
         """How many bins the tree has come across so far (for the service status line)."""
@@ -192,6 +202,9 @@ class Namespace:
         return node
 
     def _load_dir(self, node: Node) -> None:
+        node.children = self._scan_dir(node)
+
+    def _scan_dir(self, node: Node) -> dict[str, Node]:
         try:
             folder = self.source.scan(node.source)
         except SourceUnreadable as err:
@@ -205,7 +218,7 @@ class Namespace:
         for name, files in folder.bins.items():
             children[name] = self._bin_node(node, files)
         node.mtime_ns, node.adapter = folder.mtime_ns, None
-        node.children = dict(sorted(children.items()))
+        return dict(sorted(children.items()))
 
     def _load_flat(self, node: Node) -> None:
         children: dict[str, Node] = {}
@@ -256,21 +269,21 @@ class Namespace:
         if _mtime(self.source.abspath(node.source)) == node.mtime_ns:
             return
         old = node.children
-        node.children = None
         try:
-            self._load_dir(node)
+            fresh = self._scan_dir(node)
         except FsError:
-            node.children = {}
+            fresh = {}
         for name, child in old.items():
-            new = node.children.get(name)
+            new = fresh.get(name)
             if new is None or new.kind != child.kind:
                 self._forget(child)
                 changes.append(("entry", node.ino, name))
             else:
-                node.children[name] = child  # keep the loaded node: its own refresh follows
+                fresh[name] = child  # keep the loaded node: its own refresh follows
                 if child.kind == BIN and new.files != child.files:
                     child.files, child.mtime_ns, child.adapter = new.files, new.mtime_ns, None
                 self.nodes[child.ino] = child
+        node.children = fresh  # published whole: readers never see it half built
         changes.append(("inode", node.ino))
 
     def _refresh_bin(self, node: Node, changes: list) -> None:

@@ -113,7 +113,8 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def readdir(self, fh, start_id, token):
-        children = list((await self._loaded(fh)).values())
+        await self._loaded(fh)
+        children = self.ns.listing(fh)
         for index in range(start_id, len(children)):
             child = children[index]
             if not pyfuse3.readdir_reply(token, os.fsencode(child.name), self.attributes(child), index + 1):
