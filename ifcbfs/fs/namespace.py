@@ -309,6 +309,23 @@ class Namespace:
                 changes.append(("inode", child.ino))
         changes.append(("inode", node.ino))
 
+    def load_bin(self, path: str, files: BinFiles) -> Node:
+        """The loaded folder node of one bin at `path` in the tree, built on its own (export
+        uses it to work bin by bin in other processes); `forget` it when done."""
+        node = Node(inode_of(path), self.root, path.rpartition("/")[2], BIN, path, files.mtime_ns)
+        node.files = files
+        self.nodes[node.ino] = node
+        try:
+            self.load(node)
+        except BaseException:
+            self._forget(node)
+            raise
+        return node
+
+    def forget(self, node: Node) -> None:
+        """Drop a node and everything below it from the tree and the cache."""
+        self._forget(node)
+
     def _forget(self, node: Node) -> None:
         self.nodes.pop(node.ino, None)
         self.cache.discard(node)

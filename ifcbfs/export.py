@@ -1,0 +1,328 @@
+"""`ifcbfs-export SOURCE DEST`: write the tree the mount would show, without FUSE.
+
+The tree comes from the same `Namespace` the mount serves, so DEST holds the same paths, names,
+sizes, bytes and mtimes. The main process walks the folders (no bin is loaded there) and picks
+the bins; a pool of processes loads each bin and writes its files. A file whose size and mtime
+already match at DEST is left alone, so a second run only writes what changed in SOURCE.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from datetime import datetime, timezone
+
+from . import __version__
+from .core.source import DataRoot
+from .fs.namespace import BIN, FsError, Namespace, Node, Options
+
+PROG = "ifcbfs-export"
+TMP_SUFFIX = ".ifcbfs-tmp"
+
+
+class UsageError(Exception):
+    """Bad command line or paths: printed as one line, exit status 2 (options) or 1 (paths)."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{message} (see {PROG} --help)", 2)
+
+
+def parse_date(text: str) -> datetime:
+    """`2024-06-01`, `2024-06-01T12:00`, `2024-06-01T12:00:00Z` (or with an offset) as UTC."""
+    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text  # Python < 3.11 wants the offset
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected like 2024-06-01 or 2024-06-01T12:00:00Z)")
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def _jobs(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Write the tree `ifcbfs SOURCE MOUNTPOINT` would show into DEST "
+                "(PNG images, hdr.json, adc.csv) without mounting. Files already up to date are skipped.")
+    p.add_argument("source", metavar="SOURCE", help="data root holding raw .hdr/.adc/.roi files (never written)")
+    p.add_argument("dest", metavar="DEST", help="folder to write into (created if missing)")
+    p.add_argument("--layout", choices=("mirror", "flat"), default="mirror",
+                   help="mirror the source folders (default) or put every bin folder at the top")
+    p.add_argument("--include-skipped", action="store_true", help="also export the 'skip' and 'beads' folders")
+    p.add_argument("--bins", metavar="GLOB", action="append", default=[],
+                   help="only bins whose id matches this pattern (fnmatch; may be repeated)")
+    p.add_argument("--since", metavar="DATE", type=parse_date, help="only bins sampled at or after DATE (UTC)")
+    p.add_argument("--until", metavar="DATE", type=parse_date, help="only bins sampled before DATE (UTC)")
+    p.add_argument("--instrument", metavar="N", type=int, action="append", default=[],
+                   help="only bins of instrument N (may be repeated)")
+    p.add_argument("-j", "--jobs", metavar="N", type=_jobs, default=len(os.sched_getaffinity(0)) or 1,
+                   help="processes writing bins (default: the cores this process may use)")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return p
+
+
+def check_paths(source: str, dest: str) -> None:
+    """Refuse, with one clear line, a SOURCE that cannot be read or a DEST that cannot be written."""
+    if not os.path.exists(source):
+        raise UsageError(f"source {source} does not exist")
+    if not os.path.isdir(source):
+        raise UsageError(f"source {source} is not a folder")
+    if not os.access(source, os.R_OK | os.X_OK):
+        raise UsageError(f"source {source} cannot be read (permission denied)")
+    if _inside(dest, source):
+        raise UsageError(f"destination {dest} is inside the source {source}: choose a folder outside it")
+    try:
+        os.makedirs(dest, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"cannot create destination {dest}: {err.strerror}") from None
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise UsageError(f"destination {dest} cannot be written (permission denied)")
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], int]:
+    """Walk the tree without loading bins: (folders on the way to a selected bin, selected bins, errors)."""
+    folders, bins, errors = [], [], 0
+
+    def visit(node: Node) -> bool:
+        nonlocal errors
+        try:
+            children = ns.children(node.ino)
+        except FsError as err:
+            report.log(f"{node.path or '.'}: {err}")
+            errors += 1
+            return False
+        picked = [c for c in children.values() if c.kind == BIN and wanted(c.files.bin_id, args)]
+        bins.extend(picked)
+        used = [c for c in children.values() if c.kind != BIN and visit(c)] or picked
+        if used:
+            folders.append(node)
+        return bool(used)
+
+    visit(ns.root)
+    return folders, bins, errors
+
+
+def wanted(bin_id, args) -> bool:
+    """Whether a bin passes --bins, --since, --until and --instrument."""
+    return ((not args.bins or any(fnmatch.fnmatchcase(bin_id.text, g) for g in args.bins))
+            and (args.since is None or bin_id.timestamp >= args.since)
+            and (args.until is None or bin_id.timestamp < args.until)
+            and (not args.instrument or bin_id.instrument in args.instrument))
+
+
+# --- the worker side -------------------------------------------------------------------------
+_worker: dict = {}
+
+
+def _init_worker(source: str, options: Options, stop) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
+    quiet = logging.getLogger("ifcbfs")  # problems come back in the result: one line per bin
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    _worker.update(ns=Namespace(DataRoot(source, options.include_skipped), options), stop=stop)
+
+
+def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
+    """Write one bin's files into `folder`: (written, unchanged, errors, images, message, finished)."""
+    ns, stop = _worker["ns"], _worker["stop"]
+    written = unchanged = images = 0
+    problems: list[str] = []
+    if stop.is_set():
+        return 0, 0, 0, 0, None, False
+    node = None
+    try:
+        if _inside(folder, ns.source.root):
+            raise OSError(f"{folder} leads into the source: not written")
+        node = ns.load_bin(path, files)
+        os.makedirs(folder, exist_ok=True)
+        present = _scan_dest(folder)
+        for child in node.children.values():
+            if stop.is_set():
+                return written, unchanged, len(problems), images, _summary(path, problems), False
+            st = present.get(child.name)
+            if st is not None and st.st_size == child.size and st.st_mtime_ns == child.mtime_ns:
+                unchanged += 1
+                continue
+            try:
+                _write(os.path.join(folder, child.name), ns.read(child.ino), child.mtime_ns)
+            except (FsError, OSError) as err:
+                problems.append(str(err))
+                continue
+            written += 1
+            images += child.name.endswith(".png")
+        os.utime(folder, ns=(mtime_ns, mtime_ns))
+    except (FsError, OSError) as err:
+        problems.append(str(err))
+    except Exception as err:  # a bin must never stop the export
+        problems.append(f"{type(err).__name__}: {err}")
+    finally:
+        if node is not None:
+            ns.forget(node)
+    return written, unchanged, len(problems), images, _summary(path, problems), True
+
+
+def _summary(path: str, problems: list[str]) -> str | None:
+    many = f"{len(problems)} files not exported, the first" if len(problems) > 1 else "not exported"
+    return f"{path}: {many}: {problems[0]}" if problems else None
+
+
+def _scan_dest(folder: str) -> dict:
+    """Regular files already in a bin folder by name; temporaries a killed run left are removed."""
+    present = {}
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX):
+                os.unlink(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                present[entry.name] = entry.stat(follow_symlinks=False)
+    return present
+
+
+def _write(path: str, data: bytes, mtime_ns: int) -> None:
+    """Write under a temporary name in the same folder, set the mtime, then rename into place."""
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+# --- the main process ------------------------------------------------------------------------
+class Report:
+    """Counts, the in-place progress bar (stderr a terminal) and log lines that do not break it."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream = total, stream or sys.stderr
+        self.bar = self.stream.isatty()
+        self.start = time.monotonic()
+        self.bins = self.written = self.unchanged = self.errors = self.images = 0
+        self.shown = 0.0
+
+    def add(self, written, unchanged, errors, images, message, finished) -> None:
+        self.written, self.unchanged, self.errors = self.written + written, self.unchanged + unchanged, self.errors + errors
+        self.images, self.bins = self.images + images, self.bins + finished
+        if message:
+            self.log(message)
+
+    def log(self, message: str) -> None:
+        self._clear()
+        print(f"{PROG}: {message}", file=self.stream, flush=True)
+
+    def _clear(self) -> None:
+        self.stream.write("\r\033[K" if self.bar and self.shown else "")
+
+    def progress(self) -> None:
+        now = time.monotonic()
+        if not self.bar or now - self.shown < 0.2:
+            return
+        self.shown, elapsed = now, now - self.start
+        left = round(elapsed * (self.total - self.bins) / self.bins) if self.bins else None
+        eta = f"{left // 60}:{left % 60:02d}" if left is not None else "--:--"
+        fill = 24 * self.bins // max(self.total, 1)
+        self.stream.write(f"\r\033[K[{'#' * fill}{'.' * (24 - fill)}] {self.written + self.unchanged} files, "
+                          f"{self.bins}/{self.total} bins, {self.images / elapsed:.0f} images/s, ETA {eta}")
+        self.stream.flush()
+
+    def done(self) -> None:
+        self._clear()
+        elapsed = time.monotonic() - self.start
+        print(f"exported {self.bins} bins: {self.written} files written, {self.unchanged} unchanged, "
+              f"{self.errors} errors in {elapsed:.1f} s ({self.images / elapsed:.0f} images/s)",
+              file=self.stream, flush=True)
+
+
+def run(args) -> int:
+    """Export; returns the exit status (0, 1 when any file was not exported, 130 when interrupted)."""
+    source, dest = os.path.abspath(args.source), os.path.abspath(args.dest)
+    check_paths(source, dest)
+    options = Options(layout=args.layout, include_skipped=args.include_skipped, cache_size=0)
+    ns = Namespace(DataRoot(source, args.include_skipped), options)
+    report = Report(0)
+    folders, bins, report.errors = select_bins(ns, args, report)
+    report.total = len(bins)
+    target = lambda node: os.path.join(dest, *node.path.split("/")) if node.path else dest  # noqa: E731
+    ctx = multiprocessing.get_context()
+    stop = ctx.Event()
+    jobs = max(1, min(args.jobs, len(bins)))
+    pending: dict[Future, str] = {}
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(source, options, stop)) as pool:
+        try:
+            for b in bins:
+                pending[pool.submit(export_bin, b.path, b.files, b.mtime_ns, target(b))] = b.path
+            while pending:
+                done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                for future in done:
+                    report.add(*_outcome(future, pending.pop(future)))
+                report.progress()
+        except KeyboardInterrupt:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # workers end their current file
+            try:
+                stop.set()
+                for future, path in pending.items():
+                    if not future.cancel():
+                        report.add(*_outcome(future, path))
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            report._clear()
+            print(f"interrupted: {report.written} files written, {report.total - report.bins} of "
+                  f"{report.total} bins left", file=report.stream, flush=True)
+            return 130
+    for node in sorted(folders, key=lambda n: n.path.count("/") + bool(n.path), reverse=True):
+        try:  # deepest first: setting a folder's mtime does not change its parent's
+            os.utime(target(node), ns=(node.mtime_ns, node.mtime_ns))
+        except FileNotFoundError:
+            pass  # it only holds bins that could not be read
+    report.done()
+    return 1 if report.errors else 0
+
+
+def _outcome(future: Future, path: str) -> tuple:
+    """A worker's result; a worker that died (out of memory, killed) counts as one error."""
+    try:
+        return future.result()
+    except Exception as err:
+        return 0, 0, 1, 0, f"{path}: not exported: {type(err).__name__}: {err}", True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `ifcbfs-export` and `python -m ifcbfs.export`."""
+    logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.WARNING)
+    try:
+        args = make_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        return run(args)
+    except UsageError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return err.status
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        print("interrupted: 0 files written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
