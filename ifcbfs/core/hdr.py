@@ -14,8 +14,8 @@ LEGACY_FIELDS = (
     ("fluorescencePhotomultiplierSetting", float),
     ("blobSizeThreshold", int),
 )
-_INT = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INT = re.compile(r"[+-]?\d+", re.ASCII)
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _RUN_TIME = re.compile(r"run time = (\S+) s\s+inhibit time = (\S+)")
 _TEMP_HUM = re.compile(r"(\S+) temperature, (\S+) humidity")
 _TYPED = {"temperature": float, "humidity": float, "binarizeThreshold": int, "blobSizeThreshold": int}
@@ -24,7 +24,10 @@ _TYPED = {"temperature": float, "humidity": float, "binarizeThreshold": int, "bl
 def typed(text: str) -> int | float | bool | str:
     """A header value as int, float or bool where it reads as one, else the text."""
     if _INT.fullmatch(text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            return text
     if _FLOAT.fullmatch(text) and math.isfinite(float(text)):
         return float(text)
     if text in ("True", "False"):
@@ -38,7 +41,10 @@ def _number(text: str, kind: type) -> int | float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if kind is float:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond the float range
+            return None
     if isinstance(value, float):
         return int(value) if value.is_integer() else None
     return value

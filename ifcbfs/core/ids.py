@@ -7,11 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 from .errors import IdentifierError
 
-_D_STYLE = re.compile(r"D(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})_IFCB(\d+)")
-_I_STYLE = re.compile(r"IFCB(\d+)_(\d{4})_(\d{3})_(\d{2})(\d{2})(\d{2})")
-_TARGET = re.compile(r"(.+)_(\d{5,})")
-_D_DAY = re.compile(r"D(\d{4})(\d{2})(\d{2})")
-_I_DAY = re.compile(r"IFCB(\d+)_(\d{4})_(\d{3})")
+# re.ASCII: \d is 0-9 only (by default it also takes other scripts' digits, which int() accepts)
+_D_STYLE = re.compile(r"D(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})_IFCB(\d+)", re.ASCII)
+_I_STYLE = re.compile(r"IFCB(\d+)_(\d{4})_(\d{3})_(\d{2})(\d{2})(\d{2})", re.ASCII)
+_TARGET = re.compile(r"(.+)_(\d{5,})", re.ASCII)
+_D_DAY = re.compile(r"D(\d{4})(\d{2})(\d{2})", re.ASCII)
+_I_DAY = re.compile(r"IFCB(\d+)_(\d{4})_(\d{3})", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ def timestamp_iso(bin_id: BinId) -> str:
 
 def parse_day_folder(text: str) -> datetime:
     """The UTC date of a day folder (`D20130526`, or I-style `IFCB5_2012_028`)."""
+    if not isinstance(text, str):
+        raise IdentifierError(f"{text!r}: a day folder name is a string")
     m = _D_DAY.fullmatch(text)
     if m:
         return _checked(text, *(int(g) for g in m.groups()))

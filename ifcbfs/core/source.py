@@ -83,7 +83,7 @@ class DataRoot:
     def abspath(self, folder: str) -> str:
         return os.path.join(self.root, folder) if folder else self.root
 
-    def _wanted_dir(self, entry: os.DirEntry, parent_real: str) -> bool:
+    def _wanted_dir(self, entry: os.DirEntry, folder: str) -> bool:
         if entry.name.startswith(".") or (entry.name in SKIPPED and not self.include_skipped):
             return False
         try:
@@ -91,11 +91,17 @@ class DataRoot:
                 return False
             if entry.is_symlink():  # follow links, but never into a loop
                 target = os.path.realpath(entry.path)
-                if parent_real == target or parent_real.startswith(target + os.sep):
+                if any(real == target or real.startswith(target + os.sep) for real in self._real_chain(folder)):
                     return False
         except OSError:
             return False
         return True
+
+    def _real_chain(self, folder: str) -> list[str]:
+        """Real paths of the root and of each folder on the way to `folder`: a link to any of them
+        (or above them) is a loop, also when it goes through sibling links (a/l -> b, b/l -> a)."""
+        parts = folder.split("/") if folder else []
+        return [os.path.realpath(self.abspath("/".join(parts[:i]))) for i in range(len(parts) + 1)]
 
     def _entries(self, folder: str) -> tuple[int, list[os.DirEntry]]:
         path = self.abspath(folder)
@@ -111,7 +117,6 @@ class DataRoot:
     def scan(self, folder: str = "") -> Folder:
         """Read one folder: its bins, and the sub-folders that lead to bins (not recursive)."""
         mtime, entries = self._entries(folder)
-        real = os.path.realpath(self.abspath(folder))
         names: dict[str, dict[str, SourceFile]] = {}
         dirs = []
         for entry in entries:
@@ -123,7 +128,7 @@ class DataRoot:
                         names.setdefault(stem, {})[ext] = SourceFile(entry.path, st.st_size, st.st_mtime_ns)
                 except OSError:
                     continue
-            elif self._wanted_dir(entry, real):
+            elif self._wanted_dir(entry, folder):
                 dirs.append(entry.name)
         bins = {}
         for stem, files in names.items():
@@ -162,7 +167,7 @@ class DataRoot:
                     return True
                 except IdentifierError:
                     pass
-            elif self._wanted_dir(entry, real):
+            elif self._wanted_dir(entry, folder):
                 dirs.append(entry.name)
         return any(self.leads_to_bins(_join(folder, d), seen) for d in dirs)
 
