@@ -1,8 +1,8 @@
 """ADC (`.adc`) bytes to image records and the canonical `adc.csv`, through one parse path."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 V1_COLUMNS = (
     "trigger", "processingEndTime", "fluorescenceLow", "fluorescenceHigh", "scatteringLow",
@@ -22,9 +22,10 @@ MAX_IMAGE_PIXELS = 1 << 24
 MAX_SIDE = 1 << 15
 
 
-@dataclass(frozen=True, slots=True)
-class Roi:
-    """One image line of an ADC file: where its pixels are in the `.roi` file."""
+class Roi(NamedTuple):
+    """One image line of an ADC file: where its pixels are in the `.roi` file.
+
+    (A NamedTuple: a bin has thousands, and they are built while a folder is listed.)"""
 
     target: int  # 1-based ADC line number
     trigger: int
@@ -57,7 +58,7 @@ class Adc:
         return ("\n".join(self.rows) + "\n").encode("ascii")
 
 
-_BLANK = re.compile(r"[^\S\n]")  # whitespace other than the newline
+_BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes, but the newline (ASCII)
 
 
 def parse_adc(data: bytes, schema: str) -> Adc:
@@ -77,7 +78,7 @@ def parse_adc(data: bytes, schema: str) -> Adc:
     if data.isascii():
         text = data.decode("ascii").replace("\r\n", "\n")
         lines = text.split("\n")
-        plain = not _BLANK.search(text)  # then no line needs stripping (the usual case)
+        plain = not any(c in text for c in _BLANKS)  # then no line needs stripping (the usual case)
     else:
         lines = [raw.decode("ascii") if raw.isascii() else None for raw in data.split(b"\n")]
         plain = False
@@ -91,7 +92,7 @@ def parse_adc(data: bytes, schema: str) -> Adc:
                 continue
             if line[-1] == ",":
                 line = line[:-1]
-            fields = line.split(",")
+            fields = line.split(",", ix + 5)  # the rest of the line is not looked at
         else:
             line = line.strip()
             if not line:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
 from .errors import ImageMissing
@@ -24,8 +23,7 @@ HDR_JSON = "hdr.json"
 ADC_CSV = "adc.csv"
 
 
-@dataclass(frozen=True, slots=True)
-class Image:
+class Image(NamedTuple):
     """One served image: its target number, size, and the ROI(s) it is made of (two when stitched)."""
 
     target: int
@@ -34,8 +32,7 @@ class Image:
     parts: tuple[adc_mod.Roi, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One file in a bin folder."""
 
     name: str
