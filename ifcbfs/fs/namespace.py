@@ -235,7 +235,6 @@ class Namespace:
         try:
             model = Bin.load(node.files)
         except SourceUnreadable as err:
-            log.warning("%s: %s", node.files.bin_id, err)
             raise FsError(err.errno, str(err)) from None
         if model.skipped_lines:
             log.info("%s: %d ADC lines do not parse and are skipped", node.files.bin_id, model.skipped_lines)

@@ -9,6 +9,7 @@ import os
 import pyfuse3
 import trio
 
+from ..service import log_bad_bin
 from .namespace import BLOCK_SIZE, ROOT_INO, FsError, Namespace, Node
 
 log = logging.getLogger("ifcbfs")
@@ -31,10 +32,10 @@ def _guard(handler):
             raise
         except FsError as err:
             if err.errno not in (errno.ENOENT, errno.ENODATA):
-                log.warning("%s: %s", name, err)
+                log_bad_bin(log, self.bin_of(args), f"{name}: {err}")
             raise pyfuse3.FUSEError(err.errno) from None
         except Exception as err:  # the daemon must survive anything a bin can do
-            log.error("%s %s failed: %s: %s", name, self.describe(args), type(err).__name__, err)
+            log_bad_bin(log, self.bin_of(args), f"{name} {self.describe(args)} failed: {type(err).__name__}: {err}")
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper
@@ -60,11 +61,23 @@ class Operations(pyfuse3.Operations):
         self.debug = debug
         self.limiter = trio.CapacityLimiter(workers)
 
-    def describe(self, args) -> str:
+    def _node_of(self, args) -> Node | None:
         for arg in args:
             if isinstance(arg, int) and arg in self.ns.nodes:
-                return self.ns.nodes[arg].path or "/"
-        return repr(args[:2])
+                return self.ns.nodes[arg]
+        return None
+
+    def describe(self, args) -> str:
+        """The path a request is about, for its log line."""
+        node = self._node_of(args)
+        return (node.path or "/") if node else repr(args[:2])
+
+    def bin_of(self, args) -> str:
+        """The bin folder (or folder) a request is about: problems are logged once per bin."""
+        node = self._node_of(args)
+        if node is not None and node.kind == "file":
+            node = node.parent
+        return (node.path or "/") if node else repr(args[:2])
 
     def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
         attr = node.adapter
