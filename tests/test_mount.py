@@ -233,11 +233,30 @@ def test_clear_errors_for_bad_paths(tmp_path, synth_root):
 
 
 def test_dead_mount_is_reported_and_recovered(synth_root, tmp_path):
+    before = tree_digest(synth_root)
     m = Mount(synth_root, tmp_path / "mnt")
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                for p in files_under(m.path):
+                    p.read_bytes()
+            except OSError:
+                pass  # the daemon is gone: readers get errors, never hang
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
     try:
-        os.listdir(m.path)
-        m.proc.kill()  # kill -9: the mount stays, dead
+        for t in readers:
+            t.start()
+        time.sleep(0.5)
+        m.proc.kill()  # kill -9 while readers run: the mount stays, dead
         m.proc.wait()
+        stop.set()
+        for t in readers:
+            t.join(10)
+        assert not any(t.is_alive() for t in readers)
+        assert tree_digest(synth_root) == before
         done = _cli(synth_root, m.path)
         assert done.returncode != 0 and "transport endpoint is not connected" in done.stderr
         assert "fusermount3 -uz" in done.stderr and "-o recover" in done.stderr

@@ -1,0 +1,72 @@
+"""The command line without mounting: arguments, options and the checks before a mount."""
+import os
+
+import pytest
+
+from ifcbfs import cli
+
+
+def test_fstab_form_and_options():
+    cfg = cli.parse_args(["src", "mnt", "-o", "ro,nosuid,_netdev,layout=flat,uid=7,gid=8,cache_size=64M",
+                          "-oallow_other,include_skipped,fsname=lab,nonempty,recover,poll=0.5,workers=3", "-f", "-d"])
+    assert cfg.source == os.path.abspath("src") and cfg.mountpoint == os.path.abspath("mnt")
+    assert cfg.foreground and cfg.debug and cfg.allow_other and cfg.nonempty and cfg.recover
+    o = cfg.options
+    assert (o.layout, o.uid, o.gid, o.cache_size, o.include_skipped) == ("flat", 7, 8, 64 << 20, True)
+    assert (cfg.fsname, cfg.poll, cfg.workers) == ("lab", 0.5, 3)
+    assert {"ro", "allow_other", "default_permissions", "fsname=lab", "subtype=ifcbfs"} <= cli.fuse_options(cfg)
+
+
+def test_defaults():
+    cfg = cli.parse_args(["/a", "/b"])
+    assert (cfg.options.layout, cfg.options.uid, cfg.options.cache_size) == ("mirror", os.getuid(), 256 << 20)
+    assert not cfg.allow_other and "allow_other" not in cli.fuse_options(cfg)
+    assert "fsname=/a" in cli.fuse_options(cfg)
+    assert cli.parse_args(["/a", "/b", "-o", ""]).options.layout == "mirror"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["a"], "expected SOURCE and MOUNTPOINT"),
+    (["a", "b", "c"], "expected SOURCE and MOUNTPOINT"),
+    (["a", "b", "-o"], "-o needs"),
+    (["a", "b", "-x"], "unknown argument"),
+    (["a", "b", "-o", "layout=tree"], "expected mirror or flat"),
+    (["a", "b", "-o", "uid=me"], "whole number"),
+    (["a", "b", "-o", "cache_size=lots"], "cache_size"),
+    (["a", "b", "-o", "poll=soon"], "seconds"),
+    (["a", "b", "-o", "sparkle"], "unknown option"),
+])
+def test_bad_arguments(argv, message):
+    with pytest.raises(cli.UsageError) as err:
+        cli.parse_args(argv)
+    assert message in str(err.value) and err.value.status == 2
+
+
+def test_help_and_version(capsys):
+    assert cli.main(["--help"]) == 0 and "layout=mirror|flat" in capsys.readouterr().out
+    assert cli.main(["--version"]) == 0 and capsys.readouterr().out.startswith("ifcbfs ")
+    assert cli.main(["only-one"]) == 2 and "ifcbfs:" in capsys.readouterr().err
+
+
+def test_sizes():
+    assert [cli.parse_size(t) for t in ("1024", "1K", "2M", "1G", "1.5M", "64MiB")] == [1024, 1024, 2 << 20, 1 << 30, 3 << 19, 64 << 20]
+
+
+def test_missing_fuse_device_and_fusermount_are_named(tmp_path, monkeypatch):
+    cfg = cli.parse_args([str(tmp_path), str(tmp_path / "m")])
+    real_exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: False if p == "/dev/fuse" else real_exists(p))
+    with pytest.raises(cli.UsageError, match="/dev/fuse is missing"):
+        cli.check_paths(cfg)
+    monkeypatch.setattr(os.path, "exists", real_exists)
+    monkeypatch.setattr(cli.shutil, "which", lambda name: None)
+    if real_exists("/dev/fuse"):
+        with pytest.raises(cli.UsageError, match="fusermount3 is not installed"):
+            cli.check_paths(cfg)
+
+
+def test_unreadable_source(tmp_path, monkeypatch):
+    cfg = cli.parse_args([str(tmp_path), str(tmp_path / "m")])
+    monkeypatch.setattr(os, "access", lambda p, mode: False)
+    with pytest.raises(cli.UsageError, match="cannot be read"):
+        cli.check_paths(cfg)
