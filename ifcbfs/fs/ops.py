@@ -15,6 +15,7 @@ from .namespace import BLOCK_SIZE, ROOT_INO, FsError, Namespace, Node
 log = logging.getLogger("ifcbfs")
 TIMEOUT = 3600.0  # entry/attr cache time: the watcher invalidates what changes
 DECODES_XATTR = b"user.ifcbfs.decodes"
+OPENED_LIMIT = 100_000
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 
@@ -60,6 +61,7 @@ class Operations(pyfuse3.Operations):
         self.ns = ns
         self.debug = debug
         self.limiter = trio.CapacityLimiter(workers)
+        self._opened: dict[int, pyfuse3.FileInfo] = {}  # fh is the inode: one FileInfo serves all opens
 
     def _node_of(self, args) -> Node | None:
         for arg in args:
@@ -136,13 +138,22 @@ class Operations(pyfuse3.Operations):
     async def releasedir(self, fh):
         pass
 
-    @_guard
     async def open(self, inode, flags, ctx):
+        info = self._opened.get(inode)  # the hot path of every warm read: one dict lookup
+        if info is None or flags & _WRITE_FLAGS:
+            info = await self._open(inode, flags)
+        return info
+
+    @_guard
+    async def _open(self, inode, flags):
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
         if self.ns.node(inode).is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        return pyfuse3.FileInfo(fh=inode, keep_cache=True)
+        if len(self._opened) >= OPENED_LIMIT:
+            self._opened.clear()  # bounded memory on huge trees; rebuilt as files are opened
+        info = self._opened[inode] = pyfuse3.FileInfo(fh=inode, keep_cache=True)
+        return info
 
     @_guard
     async def read(self, fh, off, size):
