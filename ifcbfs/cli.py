@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import __version__, service
-from .core.source import DataRoot
+from .core.source import DataRoot, root_problem
 from .fs.namespace import Namespace, Options
 
 log = logging.getLogger("ifcbfs")
@@ -167,12 +167,9 @@ def _stale(path: str) -> bool:
 def check_paths(cfg: Config) -> None:
     """Refuse, with one clear line, what cannot be mounted; clear a dead mount with `recover`."""
     src, mnt = cfg.source, cfg.mountpoint
-    if not os.path.exists(src):
-        raise UsageError(f"source {src} does not exist")
-    if not os.path.isdir(src):
-        raise UsageError(f"source {src} is not a folder")
-    if not os.access(src, os.R_OK | os.X_OK):
-        raise UsageError(f"source {src} cannot be read (permission denied)")
+    problem = root_problem(src)
+    if problem:
+        raise UsageError(problem)
     if not os.path.exists("/dev/fuse"):
         raise UsageError("/dev/fuse is missing: load the fuse module (modprobe fuse) or, in a container, pass --device /dev/fuse")
     if not shutil.which("fusermount3"):

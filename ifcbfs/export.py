@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from datetime import datetime, timezone
 
 from . import __version__
-from .core.source import DataRoot
+from .core.source import DataRoot, root_problem
 from .fs.namespace import BIN, FsError, Namespace, Node, Options
 
 PROG = "ifcbfs-export"
@@ -77,12 +77,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def check_paths(source: str, dest: str) -> None:
     """Refuse, with one clear line, a SOURCE that cannot be read or a DEST that cannot be written."""
-    if not os.path.exists(source):
-        raise UsageError(f"source {source} does not exist")
-    if not os.path.isdir(source):
-        raise UsageError(f"source {source} is not a folder")
-    if not os.access(source, os.R_OK | os.X_OK):
-        raise UsageError(f"source {source} cannot be read (permission denied)")
+    problem = root_problem(source)
+    if problem:
+        raise UsageError(problem)
     if _inside(dest, source):
         raise UsageError(f"destination {dest} is inside the source {source}: choose a folder outside it")
     try:

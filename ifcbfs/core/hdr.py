@@ -102,15 +102,9 @@ def _v2_sample_date(lines: list[str]) -> dict:
     if len(lines) < 2 or not lines[1].startswith("Sample Date"):
         return props
     for line in lines[1:]:
-        m = _RUN_TIME.search(line)
-        if m:
-            for key, value in zip(("runTime", "inhibitTime"), m.groups()):
-                number = _number(value, float)
-                if number is not None:
-                    props[key] = number
-        m = _TEMP_HUM.search(line)
-        if m:
-            for key, value in zip(("temperature", "humidity"), m.groups()):
+        for pattern, keys in ((_RUN_TIME, ("runTime", "inhibitTime")), (_TEMP_HUM, ("temperature", "humidity"))):
+            m = pattern.search(line)
+            for key, value in zip(keys, m.groups() if m else ()):
                 number = _number(value, float)
                 if number is not None:
                     props[key] = number

@@ -62,6 +62,17 @@ class SourceUnreadable(BinError):
         self.errno = errno
 
 
+def root_problem(path: str) -> str | None:
+    """Why `path` cannot serve as a data root, in one line; None when it can."""
+    if not os.path.exists(path):
+        return f"source {path} does not exist"
+    if not os.path.isdir(path):
+        return f"source {path} is not a folder"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return f"source {path} cannot be read (permission denied)"
+    return None
+
+
 def _stat(path: str) -> SourceFile | None:
     try:
         st = os.stat(path)
