@@ -105,14 +105,14 @@ def test_unreadable_bin_gives_its_errno_for_that_bin_only(tree, monkeypatch):
     ns = Namespace(DataRoot(str(root)))
     bins = [n for n in walk(ns) if n.kind == BIN]  # noqa: F841 (walk loads them)
     ns2 = Namespace(DataRoot(str(root)))
-    real_open = open
+    real_open = os.open
 
     def guarded(path, *a, **k):
         if str(path).endswith(ids[0] + ".adc"):
             raise PermissionError(errno.EACCES, "Permission denied")
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr("builtins.open", guarded)
+    monkeypatch.setattr(os, "open", guarded)
     nodes = [n for n in _dirs_and_bins(ns2)]
     bad = [n for n in nodes if n.kind == BIN and n.name == ids[0]][0]
     with pytest.raises(FsError) as err:
@@ -181,3 +181,26 @@ def test_content_cache_is_bounded(tree):
         if node.kind == FILE:
             ns.read(node.ino)
             assert ns.cache.used <= 50_000
+
+
+def test_a_fifo_named_like_a_bin_file_never_blocks(tmp_path):
+    import threading
+
+    write_bin(tmp_path, "D20240601T000000_IFCB124", 10, seed=1)
+    ns = Namespace(DataRoot(str(tmp_path)))
+    b = ns.lookup(ROOT_INO, "D20240601T000000_IFCB124")
+    ns.children(b.ino)
+    adc = tmp_path / "D20240601T000000_IFCB124.adc"
+    adc.unlink()
+    os.mkfifo(adc)  # opening it for reading would wait for a writer forever
+    done = threading.Event()
+
+    def work():
+        ns.refresh()
+        for node in ns.children(b.ino).values():
+            ns.read(node.ino)
+        done.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    assert done.wait(10), "refresh or read blocked on a FIFO"
+    assert "adc.csv" not in ns.children(b.ino)

@@ -6,8 +6,10 @@ sizes and reads all use that decision.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
@@ -63,13 +65,28 @@ def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> 
 
 
 def _read_source(f: SourceFile | None) -> bytes:
+    """The first `size` bytes of a source file: as it was seen, never what was appended since."""
     if f is None:
         return b""
     try:
-        with open(f.path, "rb") as fh:
-            return fh.read(f.size)  # as it was seen: never what an instrument appended since
+        fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block us
     except OSError as err:
-        raise SourceUnreadable(f"{f.path}: {err.strerror}", err.errno or 5) from None
+        raise SourceUnreadable(f"{f.path}: {err.strerror}", err.errno or errno.EIO) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SourceUnreadable(f"{f.path}: not a regular file", errno.EIO)
+        chunks, left = [], f.size
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError as err:
+        raise SourceUnreadable(f"{f.path}: {err.strerror}", err.errno or errno.EIO) from None
+    finally:
+        os.close(fd)
 
 
 class Bin:

@@ -1,22 +1,35 @@
 """Positional reads of one image's bytes from a `.roi` file."""
 from __future__ import annotations
 
+import errno
 import os
 
 from .errors import ImageMissing, RoiError
+from .source import SourceUnreadable
+
+
+class RoiUnreadable(RoiError, SourceUnreadable):
+    """The `.roi` file exists but this process may not read it: carries the errno (EACCES)."""
+
+
+def _unreadable(path: str, err: OSError) -> RoiError:
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return RoiUnreadable(f"{path}: {err.strerror}", err.errno)
+    return RoiError(f"{path}: {err.strerror}")
 
 
 def read_pixels(path: str, start: int, width: int, height: int) -> bytes:
     """The width*height bytes of one image at `start`, by one positional read.
 
     Raises ImageMissing when the file ends before the image does (truncated, or still being
-    written) and RoiError when the file cannot be read at all.
+    written), RoiUnreadable (a RoiError with an errno) when permissions forbid reading it, and
+    RoiError when the file cannot be read at all.
     """
     size = width * height
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block
     except OSError as err:
-        raise RoiError(f"{path}: {err.strerror}") from None
+        raise _unreadable(path, err) from None
     try:
         data = os.pread(fd, size, start)
         while len(data) < size:
@@ -26,6 +39,6 @@ def read_pixels(path: str, start: int, width: int, height: int) -> bytes:
             data += more
         return data
     except OSError as err:
-        raise RoiError(f"{path}: {err.strerror}") from None
+        raise _unreadable(path, err) from None
     finally:
         os.close(fd)

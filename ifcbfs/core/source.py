@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -74,11 +75,12 @@ def root_problem(path: str) -> str | None:
 
 
 def _stat(path: str) -> SourceFile | None:
+    """The file at `path` if it is a regular file (never a FIFO or device: opening one can block)."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return SourceFile(path, st.st_size, st.st_mtime_ns)
+    return SourceFile(path, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
 
 
 class DataRoot:

@@ -278,9 +278,10 @@ class Namespace:
                 self._forget(child)
                 changes.append(("entry", node.ino, name))
             else:
-                fresh[name] = child  # keep the loaded node: its own refresh follows
-                if child.kind == BIN and new.files != child.files:
+                fresh[name] = child  # keep the node; a loaded bin is re-checked by _refresh_bin
+                if child.kind == BIN and child.children is None and new.files != child.files:
                     child.files, child.mtime_ns, child.adapter = new.files, new.mtime_ns, None
+                    changes.append(("inode", child.ino))
                 self.nodes[child.ino] = child
         node.children = fresh  # published whole: readers never see it half built
         changes.append(("inode", node.ino))
