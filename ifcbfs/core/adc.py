@@ -108,6 +108,8 @@ def parse_adc(data: bytes, schema: str) -> Adc:
         first = fields[0]
         if not first.isdigit():
             try:
+                if "_" in first:  # int() takes '1_000'; an integer in a CSV file is digits only
+                    raise ValueError(first)
                 trigger = int(first)
             except ValueError:
                 skipped += 1
@@ -123,6 +125,8 @@ def parse_adc(data: bytes, schema: str) -> Adc:
                                      int(fields[ix + 3]), int(fields[ix + 4]))
             except ValueError:
                 continue
+            if "_" in line and any("_" in f for f in fields[ix:ix + 5]):
+                continue  # not integers in a CSV file, although int() takes them
             if 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and start >= 0 and w * h <= MAX_IMAGE_PIXELS:
                 rois.append(Roi(number, trigger, x, y, w, h, start))
     return Adc(schema, len(rows) - 1, tuple(rois), tuple(rows), size, skipped)
