@@ -113,9 +113,8 @@ class Namespace:
         node = self.node(ino)
         if node.kind == FILE:
             raise FsError(errno.ENOTDIR)
-        if node.children is None:
-            self.load(node)
-        return node.children
+        children = node.children
+        return children if children is not None else self.load(node)
 
     def listing(self, ino: int) -> tuple[Node, ...]:
         """The children of a folder in name order, as a tuple (readdir asks for it in slices)."""
@@ -176,16 +175,17 @@ class Namespace:
         return data
 
     # --- loading --------------------------------------------------------------------
-    def load(self, node: Node) -> None:
+    def load(self, node: Node) -> dict[str, Node]:
+        """Load a folder's children (once; a refresh may unload them) and return them."""
         with self._lock:
-            if node.children is not None:
-                return
-            if node.kind == BIN:
-                self._load_bin(node)
-            elif node is self.root and self.options.layout == "flat":
-                self._load_flat(node)
-            else:
-                self._load_dir(node)
+            if node.children is None:
+                if node.kind == BIN:
+                    self._load_bin(node)
+                elif node is self.root and self.options.layout == "flat":
+                    self._load_flat(node)
+                else:
+                    self._load_dir(node)
+            return node.children
 
     def _add(self, parent: Node, name: str, kind: str, mtime_ns: int) -> Node:
         path = f"{parent.path}/{name}" if parent.path else name
