@@ -136,11 +136,12 @@ class Operations(pyfuse3.Operations):
                 break
 
     async def releasedir(self, fh):
-        pass
+        if self.debug:
+            log.debug("releasedir(%r)", fh)
 
     async def open(self, inode, flags, ctx):
         info = self._opened.get(inode)  # the hot path of every warm read: one dict lookup
-        if info is None or flags & _WRITE_FLAGS:
+        if info is None or flags & _WRITE_FLAGS or self.debug:
             info = await self._open(inode, flags)
         return info
 
@@ -166,7 +167,8 @@ class Operations(pyfuse3.Operations):
         return data[off:off + size]
 
     async def release(self, fh):
-        pass
+        if self.debug:
+            log.debug("release(%r)", fh)
 
     @_guard
     async def access(self, inode, mode, ctx):
