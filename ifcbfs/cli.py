@@ -205,7 +205,7 @@ def serve(cfg: Config, on_ready) -> int:
     import pyfuse3
     import trio
 
-    from .fs.ops import Operations, watch
+    from .fs.ops import Operations, invalidate, watch
 
     ns = Namespace(DataRoot(cfg.source, cfg.options.include_skipped), cfg.options)
     ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
@@ -214,15 +214,14 @@ def serve(cfg: Config, on_ready) -> int:
     except RuntimeError as err:
         raise UsageError(f"cannot mount at {cfg.mountpoint}: {err}") from None
 
-    async def signals(cancel_scope):
+    async def signals():
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
             async for signum in received:
                 if signum == signal.SIGHUP:
                     log.info("SIGHUP: dropping caches and re-reading the source")
                     ns.drop_caches()
-                    nursery_changes = await trio.to_thread.run_sync(ns.refresh)
-                    from .fs.ops import _invalidate
-                    await trio.to_thread.run_sync(_invalidate, nursery_changes)
+                    changes = await trio.to_thread.run_sync(ns.refresh)
+                    await trio.to_thread.run_sync(invalidate, changes)
                     continue
                 log.info("%s: unmounting %s", signal.Signals(signum).name, cfg.mountpoint)
                 service.stopping()
@@ -239,7 +238,7 @@ def serve(cfg: Config, on_ready) -> int:
 
     async def main():
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(signals, nursery.cancel_scope)
+            nursery.start_soon(signals)
             nursery.start_soon(announce)
             if cfg.poll > 0:
                 nursery.start_soon(watch, ops, cfg.poll)

@@ -135,3 +135,24 @@ def test_missing_names_and_decode_counter(ops):
         assert st.f_namemax == 255
 
     run(go)
+
+
+def test_a_failing_refresh_does_not_end_the_watcher(ops, monkeypatch, caplog):
+    from ifcbfs.fs.ops import watch
+
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise OSError("source went away")
+
+    monkeypatch.setattr(ops.ns, "refresh", broken)
+    ifcbfs.service._bad_bins.clear()
+
+    async def go():
+        with trio.move_on_after(0.3):
+            await watch(ops, 0.02)
+
+    run(go)
+    assert len(calls) >= 3  # still polling after failures
+    assert sum("re-checking the source failed" in r.getMessage() for r in caplog.records) == 1

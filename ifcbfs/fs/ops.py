@@ -209,12 +209,16 @@ async def watch(ops: Operations, interval: float) -> None:
     """Every `interval` seconds, apply changes in the source and make the kernel forget them."""
     while True:
         await trio.sleep(interval)
-        changes = await trio.to_thread.run_sync(ops.ns.refresh, limiter=ops.limiter)
-        if changes:
-            await trio.to_thread.run_sync(_invalidate, changes)
+        try:
+            changes = await trio.to_thread.run_sync(ops.ns.refresh, limiter=ops.limiter)
+            if changes:
+                await trio.to_thread.run_sync(invalidate, changes)
+        except Exception as err:  # a failed re-check must not end the daemon: try again later
+            log_bad_bin(log, "refresh", f"re-checking the source failed: {type(err).__name__}: {err}")
 
 
-def _invalidate(changes: list) -> None:
+def invalidate(changes: list) -> None:
+    """Make the kernel forget changed inodes and removed names (blocking: call from a thread)."""
     for change in changes:
         try:
             if change[0] == "entry":
