@@ -1,20 +1,16 @@
-"""The one exception family the core raises for bad input."""
+"""The one exception family the core raises for bad input.
+
+The header and ADC parsers never raise: what they cannot read gives fewer properties or
+skipped lines. Identifiers, images and unreadable files raise these.
+"""
 
 
 class BinError(Exception):
-    """A bin, or one of its files, cannot be read as the SPEC says."""
+    """A bin, or one of its files, cannot be read as the IFCB format says."""
 
 
 class IdentifierError(BinError, ValueError):
     """A name is not a bin id, target id or day folder."""
-
-
-class HeaderError(BinError):
-    """A `.hdr` file cannot be read."""
-
-
-class AdcError(BinError):
-    """An `.adc` file cannot be read."""
 
 
 class RoiError(BinError):
