@@ -4,7 +4,6 @@ with its listed size, every PNG decodes, what is intact is served pixel-exact, w
 produced is not listed, each damaged bin is logged at most once, and the source is untouched."""
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
