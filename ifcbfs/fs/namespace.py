@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from ..core.bin import HDR_JSON, Bin, Entry
-from ..core.errors import BinError, ImageMissing
+from ..core.errors import BinError
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
 from .cache import ByteCache
 
@@ -57,7 +57,7 @@ class Node:
         self.children: dict[str, Node] | None = None  # None until loaded
         self.source: str | None = None  # DIR: the source folder it mirrors
         self.files: BinFiles | None = None  # BIN: its raw files
-        self.bin: Bin | None = None  # BIN: loaded model; FILE: the model it was listed from
+        self.bin: Bin | None = None  # FILE: the bin model it was listed from
         self.entry: Entry | None = None  # FILE
         self.adapter = None  # free for the FUSE adapter (its prebuilt attributes)
         self._listing: tuple | None = None  # (children dict, its nodes as a tuple)
@@ -163,11 +163,9 @@ class Namespace:
             return data
         try:
             data = node.bin.read(node.name)
-        except ImageMissing as err:
-            raise FsError(errno.EIO, f"{node.path}: {err}") from None
         except SourceUnreadable as err:
             raise FsError(err.errno, f"{node.path}: {err}") from None
-        except BinError as err:
+        except BinError as err:  # ImageMissing among them: gone since it was listed
             raise FsError(errno.EIO, f"{node.path}: {err}") from None
         if node.entry.image is not None:
             self.decodes += 1
@@ -244,7 +242,6 @@ class Namespace:
             child = self._add(node, entry.name, FILE, mtime_ns)
             child.entry, child.size, child.bin = entry, entry.size, model
             children[entry.name] = child
-        node.bin = model
         node.children = children
 
     # --- noticing change in the source ------------------------------------------------
@@ -275,7 +272,7 @@ class Namespace:
         for name, child in old.items():
             new = fresh.get(name)
             if new is None or new.kind != child.kind:
-                self._forget(child)
+                self.forget(child)
                 changes.append(("entry", node.ino, name))
             else:
                 fresh[name] = child  # keep the node; a loaded bin is re-checked by _refresh_bin
@@ -294,7 +291,7 @@ class Namespace:
             return  # gone: its folder's refresh removes it
         old = node.children
         node.files, node.mtime_ns, node.adapter = files, files.mtime_ns, None
-        node.children, node.bin = None, None
+        node.children = None
         try:
             self._load_bin(node)
         except FsError:
@@ -303,7 +300,7 @@ class Namespace:
             self.cache.discard(child)
             new = node.children.get(name)
             if new is None:
-                self._forget(child)
+                self.forget(child)
                 changes.append(("entry", node.ino, name))
             else:
                 changes.append(("inode", child.ino))
@@ -318,19 +315,16 @@ class Namespace:
         try:
             self.load(node)
         except BaseException:
-            self._forget(node)
+            self.forget(node)
             raise
         return node
 
     def forget(self, node: Node) -> None:
         """Drop a node and everything below it from the tree and the cache."""
-        self._forget(node)
-
-    def _forget(self, node: Node) -> None:
         self.nodes.pop(node.ino, None)
         self.cache.discard(node)
         for child in (node.children or {}).values():
-            self._forget(child)
+            self.forget(child)
 
     def drop_caches(self) -> None:
         """Forget decoded content (SIGHUP); the tree is re-checked by `refresh`."""

@@ -10,7 +10,7 @@ import pyfuse3
 import trio
 
 from ..service import log_bad_bin
-from .namespace import BLOCK_SIZE, ROOT_INO, FsError, Namespace, Node
+from .namespace import BLOCK_SIZE, FILE, ROOT_INO, FsError, Namespace, Node
 
 log = logging.getLogger("ifcbfs")
 TIMEOUT = 3600.0  # entry/attr cache time: the watcher invalidates what changes
@@ -33,10 +33,10 @@ def _guard(handler):
             raise
         except FsError as err:
             if err.errno not in (errno.ENOENT, errno.ENODATA):
-                log_bad_bin(log, self.bin_of(args), f"{name}: {err}")
+                log_bad_bin(log, self.describe(args, folder=True), f"{name}: {err}")
             raise pyfuse3.FUSEError(err.errno) from None
         except Exception as err:  # the daemon must survive anything a bin can do
-            log_bad_bin(log, self.bin_of(args), f"{name} {self.describe(args)} failed: {type(err).__name__}: {err}")
+            log_bad_bin(log, self.describe(args, folder=True), f"{name} {self.describe(args)} failed: {type(err).__name__}: {err}")
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return wrapper
@@ -69,15 +69,11 @@ class Operations(pyfuse3.Operations):
                 return self.ns.nodes[arg]
         return None
 
-    def describe(self, args) -> str:
-        """The path a request is about, for its log line."""
+    def describe(self, args, folder: bool = False) -> str:
+        """The path a request is about, for its log line; with `folder`, the bin folder of a
+        file (problems are logged once per bin)."""
         node = self._node_of(args)
-        return (node.path or "/") if node else repr(args[:2])
-
-    def bin_of(self, args) -> str:
-        """The bin folder (or folder) a request is about: problems are logged once per bin."""
-        node = self._node_of(args)
-        if node is not None and node.kind == "file":
+        if folder and node is not None and node.kind == FILE:
             node = node.parent
         return (node.path or "/") if node else repr(args[:2])
 
