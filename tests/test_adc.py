@@ -146,12 +146,14 @@ def test_unterminated_last_line_cut_before_the_field_after_the_start_byte(schema
         adc = parse_adc((head + cut).encode(), schema)
         assert [r.target for r in adc.rois] == [1], cut
         assert adc.n_triggers == 1 and adc.skipped == 1
-    # once the field after the start byte is there, the line counts
+    # once the field after the start byte is there, the image's fields are final: it has an
+    # image, but no adc.csv row until its newline (its last field may still grow)
     adc = parse_adc((head + ",".join(fields[:after_start + 1])).encode(), schema)
-    assert [r.target for r in adc.rois] == [1, 2] and adc.n_triggers == 2
-    # the same short line with its newline is complete: it has an image
+    assert [r.target for r in adc.rois] == [1, 2] and adc.n_triggers == 1 and adc.skipped == 0
+    assert adc.csv.count(b"\n") == 2
+    # the same short line with its newline is complete: it has an image and a row
     adc = parse_adc((head + ",".join(fields[:after_start]) + "\n").encode(), schema)
-    assert [r.target for r in adc.rois] == [1, 2]
+    assert [r.target for r in adc.rois] == [1, 2] and adc.n_triggers == 2
 
 
 def test_unterminated_complete_last_line_counts():

@@ -180,7 +180,8 @@ def reference_adc(data: bytes, schema: str) -> tuple[list, list, int]:
         if not _STRICT_INT.fullmatch(fields[0]):
             skipped += 1
             continue
-        rows.append(f"{number}," + ",".join(fields))
+        if number != len(pieces):  # an unterminated line gets its row with its newline
+            rows.append(f"{number}," + ",".join(fields))
         box = fields[ix:ix + 5]
         if len(box) == 5 and all(_STRICT_INT.fullmatch(f) for f in box):
             x, y, w, h, start = map(int, box)

@@ -66,8 +66,10 @@ def parse_adc(data: bytes, schema: str) -> Adc:
 
     A line parses when it is ASCII and its first field (the trigger) is an integer; it has an
     image when trigger, x, y, width, height and start byte are integers, width and height are
-    positive and the image is not absurdly large. A last line without its newline counts only
-    when it already holds the field after the start byte (an instrument may be writing it).
+    positive and the image is not absurdly large. A last line without its newline (an
+    instrument may be writing it) gets no adc.csv row until the newline comes, since its last
+    field may still grow; it has an image once it holds the field after the start byte, as the
+    image's fields are then final.
     """
     ix = _ROI_FIELDS[schema]
     header = "roi_number," + ",".join(COLUMNS[schema])
@@ -116,9 +118,10 @@ def parse_adc(data: bytes, schema: str) -> Adc:
                 continue
         else:
             trigger = int(first)
-        row = f"{number},{line}"
-        rows.append(row)
-        size += len(row) + 1
+        if number != last:  # an unterminated line may still grow: no row until its newline
+            row = f"{number},{line}"
+            rows.append(row)
+            size += len(row) + 1
         if n > ix + 4 and fields[ix + 2] != "0" and fields[ix + 3] != "0":
             try:
                 x, y, w, h, start = (int(fields[ix]), int(fields[ix + 1]), int(fields[ix + 2]),
