@@ -108,8 +108,8 @@ def test_unexpected_exception_becomes_eio_and_one_log_line(ops, monkeypatch, cap
     def broken(_):
         raise KeyError("boom")
 
-    monkeypatch.setattr(ops.ns, "read", broken)
-    monkeypatch.setattr(ops.ns, "is_cheap", lambda ino: True)
+    monkeypatch.setattr(ops.ns, "content", broken)
+    monkeypatch.setattr(ops.ns, "is_cheap", lambda node: True)
     ifcbfs.service._bad_bins.clear()
 
     async def go():

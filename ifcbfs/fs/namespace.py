@@ -38,7 +38,6 @@ class FsError(Exception):
 @dataclass(frozen=True, slots=True)
 class Options:
     layout: str = "mirror"
-    include_skipped: bool = False
     uid: int = 0
     gid: int = 0
     cache_size: int = 256 << 20
@@ -133,16 +132,10 @@ class Namespace:
         node = self.nodes.get(ino)
         return node is None or node.kind == FILE or node.children is not None
 
-    def cached(self, ino: int) -> bytes | None:
-        """The content of a file if it is in the cache (no I/O: safe on the event loop)."""
-        node = self.nodes.get(ino)
-        return None if node is None else self.cache.get(node)
-
-    def is_cheap(self, ino: int) -> bool:
+    def is_cheap(self, node: Node) -> bool:
         """True when producing a file costs less than handing it to a worker thread (~100 us):
         `hdr.json`, or an image of one ROI under INLINE_LIMIT bytes (most images)."""
-        node = self.nodes.get(ino)
-        if node is None or node.entry is None:
+        if node.entry is None:
             return False
         image = node.entry.image
         if image is None:
@@ -150,12 +143,15 @@ class Namespace:
         return node.size < INLINE_LIMIT and len(image.parts) == 1
 
     def read(self, ino: int) -> bytes:
+        """The whole content of the file that inode `ino` is now."""
+        return self.content(self.node(ino))
+
+    def content(self, node: Node) -> bytes:
         """The whole content of a file, from the cache or produced now (decoding its pixels).
 
         A file node reads from the bin snapshot it was listed from, and the cache is keyed by
         the node (a refresh makes new nodes), so bytes always match the size that was listed.
         """
-        node = self.node(ino)
         if node.kind != FILE:
             raise FsError(errno.EISDIR)
         data = self.cache.get(node)

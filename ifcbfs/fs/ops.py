@@ -61,7 +61,9 @@ class Operations(pyfuse3.Operations):
         self.ns = ns
         self.debug = debug
         self.limiter = trio.CapacityLimiter(workers)
-        self._opened: dict[int, pyfuse3.FileInfo] = {}  # fh is the inode: one FileInfo serves all opens
+        self._opened: dict[int, pyfuse3.FileInfo] = {}  # images: fh is the inode, one FileInfo for all opens
+        self._pinned: dict[int, Node] = {}  # hdr.json/adc.csv handles: the version each open reads
+        self._handles = 1 << 63  # their fh numbers, above every inode number
 
     def _node_of(self, args) -> Node | None:
         for arg in args:
@@ -145,26 +147,36 @@ class Operations(pyfuse3.Operations):
     async def _open(self, inode, flags):
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
-        if self.ns.node(inode).is_dir:
+        node = self.ns.node(inode)
+        if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
         if len(self._opened) >= OPENED_LIMIT:
             self._opened.clear()  # bounded memory on huge trees; rebuilt as files are opened
-        info = self._opened[inode] = pyfuse3.FileInfo(fh=inode, keep_cache=True)
+        if node.entry.image is None:
+            # hdr.json and adc.csv change as a bin grows. Each open reads the version that was
+            # current when it opened (a handle of its own), past the page cache, which would
+            # zero-fill a page read from an older, shorter version.
+            self._handles += 1
+            self._pinned[self._handles] = node
+            return pyfuse3.FileInfo(fh=self._handles, direct_io=True)
+        info = self._opened[inode] = pyfuse3.FileInfo(fh=inode, keep_cache=True)  # images never change
         return info
 
     @_guard
     async def read(self, fh, off, size):
-        data = self.ns.cached(fh)
+        node = self._pinned.get(fh) or self.ns.node(fh)  # a pinned text file, or an image by inode
+        data = self.ns.cache.get(node)
         if data is None:
-            if self.ns.is_cheap(fh):  # cheaper than the hop to a worker thread and back
-                data = self.ns.read(fh)
+            if self.ns.is_cheap(node):  # cheaper than the hop to a worker thread and back
+                data = self.ns.content(node)
             else:
-                data = await trio.to_thread.run_sync(self.ns.read, fh, limiter=self.limiter)
+                data = await trio.to_thread.run_sync(self.ns.content, node, limiter=self.limiter)
         return data[off:off + size]
 
     async def release(self, fh):
         if self.debug:
             log.debug("release(%r)", fh)
+        self._pinned.pop(fh, None)
 
     @_guard
     async def access(self, inode, mode, ctx):
