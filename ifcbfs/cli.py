@@ -60,6 +60,7 @@ class Config:
     debug: bool = False
     options: Options = field(default_factory=Options)
     allow_other: bool = False
+    include_skipped: bool = False
     fsname: str = ""
     nonempty: bool = False
     recover: bool = False
@@ -118,8 +119,7 @@ def parse_args(argv: list[str]) -> Config:
     if len(positional) != 2:
         raise UsageError("expected SOURCE and MOUNTPOINT (see ifcbfs --help)", 2)
     cfg = Config(os.path.abspath(positional[0]), os.path.abspath(positional[1]), foreground, debug)
-    values = {"uid": os.getuid(), "gid": os.getgid(), "layout": "mirror", "cache_size": 256 << 20,
-              "include_skipped": False}
+    values = {"uid": os.getuid(), "gid": os.getgid(), "layout": "mirror", "cache_size": 256 << 20}
     for opt in opts:
         key, sep, value = opt.partition("=")
         if key in _IGNORED:
@@ -133,7 +133,7 @@ def parse_args(argv: list[str]) -> Config:
         elif key == "cache_size":
             values["cache_size"] = parse_size(value)
         elif key == "include_skipped" and not sep:
-            values["include_skipped"] = True
+            cfg.include_skipped = True
         elif key == "allow_other" and not sep:
             cfg.allow_other = True
         elif key == "nonempty" and not sep:
@@ -207,7 +207,7 @@ def serve(cfg: Config, on_ready) -> int:
 
     from .fs.ops import Operations, invalidate, watch
 
-    ns = Namespace(DataRoot(cfg.source, cfg.options.include_skipped), cfg.options)
+    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped), cfg.options)
     ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))

@@ -130,12 +130,12 @@ def wanted(bin_id, args) -> bool:
 _worker: dict = {}
 
 
-def _init_worker(source: str, options: Options, stop) -> None:
+def _init_worker(source: str, include_skipped: bool, options: Options, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     quiet = logging.getLogger("ifcbfs")  # problems come back in the result: one line per bin
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    _worker.update(ns=Namespace(DataRoot(source, options.include_skipped), options), stop=stop)
+    _worker.update(ns=Namespace(DataRoot(source, include_skipped), options), stop=stop)
 
 
 def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
@@ -256,7 +256,7 @@ def run(args) -> int:
     """Export; returns the exit status (0, 1 when any file was not exported, 130 when interrupted)."""
     source, dest = os.path.abspath(args.source), os.path.abspath(args.dest)
     check_paths(source, dest)
-    options = Options(layout=args.layout, include_skipped=args.include_skipped, cache_size=0)
+    options = Options(layout=args.layout, cache_size=0)
     ns = Namespace(DataRoot(source, args.include_skipped), options)
     report = Report(0)
     folders, bins, report.errors = select_bins(ns, args, report)
@@ -266,7 +266,7 @@ def run(args) -> int:
     stop = ctx.Event()
     jobs = max(1, min(args.jobs, len(bins)))
     pending: dict[Future, str] = {}
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(source, options, stop)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(source, args.include_skipped, options, stop)) as pool:
         try:
             for b in bins:
                 pending[pool.submit(export_bin, b.path, b.files, b.mtime_ns, target(b))] = b.path

@@ -12,7 +12,7 @@ def test_fstab_form_and_options():
     assert cfg.source == os.path.abspath("src") and cfg.mountpoint == os.path.abspath("mnt")
     assert cfg.foreground and cfg.debug and cfg.allow_other and cfg.nonempty and cfg.recover
     o = cfg.options
-    assert (o.layout, o.uid, o.gid, o.cache_size, o.include_skipped) == ("flat", 7, 8, 64 << 20, True)
+    assert (o.layout, o.uid, o.gid, o.cache_size, cfg.include_skipped) == ("flat", 7, 8, 64 << 20, True)
     assert (cfg.fsname, cfg.poll, cfg.workers) == ("lab", 0.5, 3)
     assert {"ro", "allow_other", "default_permissions", "fsname=lab", "subtype=ifcbfs"} <= cli.fuse_options(cfg)
 
