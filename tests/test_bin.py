@@ -104,7 +104,7 @@ def test_loading_and_listing_read_no_pixel(d_bin, monkeypatch):
     b.read("adc.csv")
     assert calls == []
     b.read(f"{D_ID}_00002.png")    # and the counter does count pixel reads
-    assert calls[0] == (files.roi.path, 3, 30, 20) and calls[1][0] == "pread"
+    assert calls[0][1:] == (files.roi, 3, 30, 20) and calls[1][0] == "pread"
 
 
 def test_hdr_json(d_bin):

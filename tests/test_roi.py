@@ -5,7 +5,14 @@ import time
 import pytest
 
 from ifcbfs.core.errors import BinError, ImageMissing, RoiError
-from ifcbfs.core.roi import read_pixels
+from ifcbfs.core import roi as roi_mod
+from ifcbfs.core.local import LocalSource
+from ifcbfs.core.source import SourceFile
+
+
+def read_pixels(path, start, width, height):
+    """One image's bytes from the .roi file at `path`, through the local source."""
+    return roi_mod.read_pixels(LocalSource(os.path.dirname(path)), SourceFile(path, 0, 0), start, width, height)
 
 
 @pytest.fixture

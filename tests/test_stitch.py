@@ -1,5 +1,6 @@
 """Stitching of I-style ROI pairs (SPEC section 5), checked against a brute-force reference."""
 import hashlib
+import os
 import random
 from fractions import Fraction
 
@@ -9,9 +10,17 @@ from hypothesis import strategies as st
 
 from ifcbfs.core.adc import Roi
 from ifcbfs.core.bin import Bin, Image, plan_images
-from ifcbfs.core.roi import read_pixels
+from ifcbfs.core import roi as roi_mod
+from ifcbfs.core.local import LocalSource
+from ifcbfs.core.source import SourceFile
+
 from ifcbfs.core.source import DataRoot
 from ifcbfs.core.stitch import find_pairs, is_pair, round_half_even, stitch, union_box
+
+
+def read_pixels(path, start, width, height):
+    """One image's bytes from the .roi file at `path`, through the local source."""
+    return roi_mod.read_pixels(LocalSource(os.path.dirname(path)), SourceFile(path, 0, 0), start, width, height)
 
 
 def reference(a: Roi, pa: bytes, b: Roi, pb: bytes) -> tuple[int, int, bytes]:

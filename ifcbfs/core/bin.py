@@ -6,10 +6,7 @@ sizes and reads all use that decision.
 """
 from __future__ import annotations
 
-import errno
 import json
-import os
-import stat
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
@@ -18,7 +15,7 @@ from .hdr import parse_hdr
 from .ids import timestamp_iso
 from .png import encode_png, png_size
 from .roi import read_pixels
-from .source import BinFiles, SourceFile, SourceUnreadable
+from .source import BinFiles, SourceFile
 from .stitch import find_pairs, stitch, union_box
 
 HDR_JSON = "hdr.json"
@@ -64,29 +61,9 @@ def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> 
     return images
 
 
-def _read_source(f: SourceFile | None) -> bytes:
+def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
     """The first `size` bytes of a source file: as it was seen, never what was appended since."""
-    if f is None:
-        return b""
-    try:
-        fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO must not block us
-    except OSError as err:
-        raise SourceUnreadable(f"{f.path}: {err.strerror}", err.errno or errno.EIO) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SourceUnreadable(f"{f.path}: not a regular file", errno.EIO)
-        chunks, left = [], f.size
-        while left > 0:
-            chunk = os.read(fd, left)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    except OSError as err:
-        raise SourceUnreadable(f"{f.path}: {err.strerror}", err.errno or errno.EIO) from None
-    finally:
-        os.close(fd)
+    return files.source.read(f) if f is not None else b""
 
 
 class Bin:
@@ -110,11 +87,11 @@ class Bin:
     @classmethod
     def load(cls, files: BinFiles) -> "Bin":
         """Parse a bin's header and ADC; raises SourceUnreadable when a file cannot be read."""
-        header = parse_hdr(_read_source(files.hdr)) if files.hdr else {}
+        header = parse_hdr(_read_source(files, files.hdr)) if files.hdr else {}
         adc = None
         images: list[Image] = []
         if files.adc is not None:
-            adc = adc_mod.parse_adc(_read_source(files.adc), files.bin_id.schema)
+            adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema)
             if files.roi is not None:
                 images = plan_images(adc.rois, files.roi.size, files.bin_id.style == "I")
         return cls(files, header, adc, images)
@@ -134,8 +111,10 @@ class Bin:
 
     def pixels(self, image: Image) -> bytes:
         """The image's pixels (stitched when it has two parts). Raises ImageMissing if gone."""
-        path = self.files.roi.path if self.files.roi else ""
-        data = [read_pixels(path, p.start, p.width, p.height) for p in image.parts]
+        files = self.files
+        if files.roi is None:
+            raise ImageMissing(f"{files.bin_id}: no .roi file")
+        data = [read_pixels(files.source, files.roi, p.start, p.width, p.height) for p in image.parts]
         if len(data) == 1:
             return data[0]
         return stitch(image.parts[0], data[0], image.parts[1], data[1])
@@ -150,7 +129,7 @@ class Bin:
         elif name == HDR_JSON:
             data = self.hdr_json
         else:
-            data = adc_mod.parse_adc(_read_source(self.files.adc), self.files.bin_id.schema).csv
+            data = adc_mod.parse_adc(_read_source(self.files, self.files.adc), self.files.bin_id.schema).csv
         if len(data) != entry.size:
             raise ImageMissing(f"{self.files.bin_id}: {name} changed in the source since it was listed")
         return data

@@ -1,14 +1,15 @@
-"""Finding bins under a data root, one folder at a time.
+"""The source interface, and finding bins under a data root one folder at a time.
 
-`DataRoot` is the seam for backends: it answers "what is in this folder" and "which files make
-this bin"; everything above it (the bin model, the namespace, export) asks it and nothing else.
+`Source` is the seam for backends: every byte ifcbfs reads from raw data (folder listings, file
+identity, whole reads of `.hdr`/`.adc`, ranged reads of `.roi`) goes through one, so a backend is
+one class (`local.LocalSource` for a folder tree; an object store is another). `DataRoot` finds
+bins through a source; everything above it (the bin model, the namespace, export) asks it.
 """
 from __future__ import annotations
 
 import logging
-import os
-import stat
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from .errors import BinError
@@ -22,11 +23,65 @@ SKIPPED = frozenset({"skip", "beads"})
 
 @dataclass(frozen=True, slots=True)
 class SourceFile:
-    """One raw file as it was seen: its path, size and mtime."""
+    """One raw file as it was seen. `path` locates it in its source (absolute on disk, the key in
+    an object store); `ident` tells versions apart beside size and mtime (inode, or ETag)."""
 
     path: str
     size: int
     mtime_ns: int
+    ident: int | str = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One source folder: a stamp that changes when its entries do (0 where the backend has
+    none), its sub-folder names and its regular files, both in name order."""
+
+    stamp: int
+    folders: tuple[str, ...]
+    files: tuple[SourceFile, ...]
+
+
+class SourceUnreadable(BinError):
+    """A source folder or file exists but cannot be read (permissions, I/O)."""
+
+    def __init__(self, message: str, errno: int):
+        super().__init__(message)
+        self.errno = errno
+
+
+class Source(ABC):
+    """Where raw files live. Folder paths are relative to the source root, '/'-separated."""
+
+    location: str  # for messages: a path or a URL
+
+    @abstractmethod
+    def problem(self) -> str | None:
+        """Why this source cannot be served, in one line; None when it can."""
+
+    @abstractmethod
+    def listdir(self, folder: str) -> Listing:
+        """One folder's sub-folders and files; raises SourceUnreadable."""
+
+    @abstractmethod
+    def stat(self, path: str) -> SourceFile | None:
+        """The regular file at `path` (relative) as it is now, or None."""
+
+    @abstractmethod
+    def read(self, f: SourceFile) -> bytes:
+        """The first `f.size` bytes of a file (never what was appended since); SourceUnreadable."""
+
+    @abstractmethod
+    def read_range(self, f: SourceFile, start: int, length: int) -> bytes:
+        """Exactly `length` bytes at `start`: ImageMissing when the file ends first."""
+
+    def stamp(self, folder: str) -> int:
+        """A cheap check of whether a folder changed (0: cannot tell, list it again)."""
+        return 0
+
+    def sibling(self, name: str) -> "Source | None":
+        """The source of a folder beside this one (`adcmod`), if there is one."""
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +93,7 @@ class BinFiles:
     hdr: SourceFile | None
     adc: SourceFile | None
     roi: SourceFile | None
+    source: Source | None = field(default=None, compare=False, repr=False)
 
     @property
     def mtime_ns(self) -> int:
@@ -55,94 +111,33 @@ class Folder:
     bins: dict[str, BinFiles]
 
 
-class SourceUnreadable(BinError):
-    """A source folder or file exists but cannot be read (permissions, I/O)."""
+def open_source(spec: str, exclude: tuple[str, ...] = ()) -> Source:
+    """The source a command line names: a folder path (or, by URL, another backend)."""
+    from .local import LocalSource
 
-    def __init__(self, message: str, errno: int):
-        super().__init__(message)
-        self.errno = errno
-
-
-def root_problem(path: str) -> str | None:
-    """Why `path` cannot serve as a data root, in one line; None when it can."""
-    if not os.path.exists(path):
-        return f"source {path} does not exist"
-    if not os.path.isdir(path):
-        return f"source {path} is not a folder"
-    if not os.access(path, os.R_OK | os.X_OK):
-        return f"source {path} cannot be read (permission denied)"
-    return None
-
-
-def _stat(path: str) -> SourceFile | None:
-    """The file at `path` if it is a regular file (never a FIFO or device: opening one can block)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return SourceFile(path, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+    return LocalSource(spec, exclude)
 
 
 class DataRoot:
-    """A tree of raw IFCB files on a local filesystem."""
+    """A tree of raw IFCB files in a source: which folders lead to bins, and which files make a bin."""
 
-    def __init__(self, root: str, include_skipped: bool = False):
-        self.root = os.path.abspath(root)
+    def __init__(self, root: "str | Source", include_skipped: bool = False):
+        self.source = open_source(root) if isinstance(root, str) else root
+        self.root = self.source.location
         self.include_skipped = include_skipped
-        self._real_root = os.path.realpath(self.root)
-        adcmod = os.path.join(os.path.dirname(self.root), "adcmod")
-        self.adcmod = adcmod if os.path.isdir(adcmod) else None
+        self.adcmod = self.source.sibling("adcmod")
 
-    def abspath(self, folder: str) -> str:
-        return os.path.join(self.root, folder) if folder else self.root
-
-    def _wanted_dir(self, entry: os.DirEntry, folder: str) -> bool:
-        if entry.name.startswith(".") or (entry.name in SKIPPED and not self.include_skipped):
-            return False
-        try:
-            if not entry.is_dir():
-                return False
-            if entry.is_symlink():  # follow links, but never into a loop
-                target = os.path.realpath(entry.path)
-                if any(real == target or real.startswith(target + os.sep) for real in self._real_chain(folder)):
-                    return False
-        except OSError:
-            return False
-        return True
-
-    def _real_chain(self, folder: str) -> list[str]:
-        """Real paths of the root and of each folder on the way to `folder`: a link to any of them
-        (or above them) is a loop, also when it goes through sibling links (a/l -> b, b/l -> a)."""
-        parts = folder.split("/") if folder else []
-        return [os.path.realpath(self.abspath("/".join(parts[:i]))) for i in range(len(parts) + 1)]
-
-    def _entries(self, folder: str) -> tuple[int, list[os.DirEntry]]:
-        path = self.abspath(folder)
-        try:
-            mtime = os.stat(path).st_mtime_ns
-            with os.scandir(path) as it:
-                return mtime, sorted(it, key=lambda e: e.name)
-        except PermissionError as err:
-            raise SourceUnreadable(f"{path}: {err.strerror}", err.errno) from None
-        except OSError as err:
-            raise SourceUnreadable(f"{path}: {err.strerror}", err.errno) from None
+    def _wanted(self, name: str) -> bool:
+        return not name.startswith(".") and (self.include_skipped or name not in SKIPPED)
 
     def scan(self, folder: str = "") -> Folder:
         """Read one folder: its bins, and the sub-folders that lead to bins (not recursive)."""
-        mtime, entries = self._entries(folder)
+        listing = self.source.listdir(folder)
         names: dict[str, dict[str, SourceFile]] = {}
-        dirs = []
-        for entry in entries:
-            stem, dot, ext = entry.name.rpartition(".")
+        for f in listing.files:
+            stem, dot, ext = _name(f.path).rpartition(".")
             if dot and ext in EXTENSIONS:
-                try:
-                    if entry.is_file():
-                        st = entry.stat()
-                        names.setdefault(stem, {})[ext] = SourceFile(entry.path, st.st_size, st.st_mtime_ns)
-                except OSError:
-                    continue
-            elif self._wanted_dir(entry, folder):
-                dirs.append(entry.name)
+                names.setdefault(stem, {})[ext] = f
         bins = {}
         for stem, files in names.items():
             try:
@@ -150,39 +145,32 @@ class DataRoot:
             except IdentifierError:
                 continue
             adc = self._adcmod(folder, stem) or files.get("adc")
-            bins[stem] = BinFiles(bin_id, folder, files.get("hdr"), adc, files.get("roi"))
-        subfolders = tuple(d for d in dirs if d not in bins and self.leads_to_bins(_join(folder, d)))
-        return Folder(folder, mtime, subfolders, bins)
+            bins[stem] = BinFiles(bin_id, folder, files.get("hdr"), adc, files.get("roi"), self.source)
+        subfolders = tuple(d for d in listing.folders
+                           if self._wanted(d) and d not in bins and self.leads_to_bins(_join(folder, d)))
+        return Folder(folder, listing.stamp, subfolders, bins)
 
     def _adcmod(self, folder: str, stem: str) -> SourceFile | None:
         if not self.adcmod:
             return None
-        day = os.path.basename(self.abspath(folder))
-        return _stat(os.path.join(self.adcmod, day, stem + ".adc.mod"))
+        day = _name(folder) if folder else _name(self.root)
+        return self.adcmod.stat(f"{day}/{stem}.adc.mod")
 
-    def leads_to_bins(self, folder: str, _seen: set | None = None) -> bool:
+    def leads_to_bins(self, folder: str) -> bool:
         """True when a bin lies somewhere below `folder`; stops at the first one found."""
-        seen = set() if _seen is None else _seen
         try:
-            _, entries = self._entries(folder)
+            listing = self.source.listdir(folder)
         except SourceUnreadable:
             return True  # show it: listing it will say why it cannot be read
-        real = os.path.realpath(self.abspath(folder))
-        if real in seen:
-            return False
-        seen.add(real)
-        dirs = []
-        for entry in entries:
-            stem, dot, ext = entry.name.rpartition(".")
+        for f in listing.files:
+            stem, dot, ext = _name(f.path).rpartition(".")
             if dot and ext in EXTENSIONS:
                 try:
                     parse_bin_id(stem)
                     return True
                 except IdentifierError:
                     pass
-            elif self._wanted_dir(entry, folder):
-                dirs.append(entry.name)
-        return any(self.leads_to_bins(_join(folder, d), seen) for d in dirs)
+        return any(self.leads_to_bins(_join(folder, d)) for d in listing.folders if self._wanted(d))
 
     def walk(self, folder: str = "") -> Iterator[BinFiles]:
         """Every bin below `folder`, depth first in name order, lazily; unreadable folders are logged."""
@@ -197,11 +185,24 @@ class DataRoot:
 
     def stat_bin(self, files: BinFiles) -> BinFiles:
         """The same bin's files as they are now (for noticing growth or change)."""
-        base = os.path.join(self.abspath(files.folder), str(files.bin_id))
-        current = {ext: _stat(f"{base}.{ext}") for ext in EXTENSIONS}
+        base = _join(files.folder, str(files.bin_id))
+        current = {ext: self.source.stat(f"{base}.{ext}") for ext in EXTENSIONS}
         adc = self._adcmod(files.folder, str(files.bin_id)) or current["adc"]
-        return BinFiles(files.bin_id, files.folder, current["hdr"], adc, current["roi"])
+        return BinFiles(files.bin_id, files.folder, current["hdr"], adc, current["roi"], self.source)
+
+    def stamp(self, folder: str) -> int:
+        """The folder's change stamp (see Source.stamp)."""
+        return self.source.stamp(folder)
 
 
 def _join(folder: str, name: str) -> str:
     return f"{folder}/{name}" if folder else name
+
+
+def _name(path: str) -> str:
+    return path.rpartition("/")[2]
+
+
+def root_problem(spec: str) -> str | None:
+    """Why the source a command line names cannot serve as a data root, in one line; else None."""
+    return open_source(spec).problem()

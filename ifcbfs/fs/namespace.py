@@ -89,7 +89,7 @@ class Namespace:
         self.cache = ByteCache(options.cache_size)
         self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
         self._lock = threading.RLock()
-        top = Node(ROOT_INO, None, "", DIR, "", _mtime(root.root))
+        top = Node(ROOT_INO, None, "", DIR, "", root.stamp(""))
         top.source = ""
         self.nodes: dict[int, Node] = {ROOT_INO: top}
         self.root = top
@@ -206,7 +206,7 @@ class Namespace:
         children = {}
         for name in folder.folders:
             sub = f"{node.source}/{name}" if node.source else name
-            child = self._add(node, name, DIR, _mtime(self.source.abspath(sub)))
+            child = self._add(node, name, DIR, self.source.stamp(sub))
             child.source = sub
             children[name] = child
         for name, files in folder.bins.items():
@@ -258,7 +258,8 @@ class Namespace:
         return changes
 
     def _refresh_dir(self, node: Node, changes: list) -> None:
-        if _mtime(self.source.abspath(node.source)) == node.mtime_ns:
+        stamp = self.source.stamp(node.source)
+        if stamp and stamp == node.mtime_ns:
             return
         old = node.children
         try:
@@ -326,9 +327,3 @@ class Namespace:
         """Forget decoded content (SIGHUP); the tree is re-checked by `refresh`."""
         self.cache.clear()
 
-
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
