@@ -152,15 +152,15 @@ def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
         node = ns.load_bin(path, files)
         os.makedirs(folder, exist_ok=True)
         present = _scan_dest(folder)
-        for child in node.children.values():
+        for name, child in ns.files_of(node):
             if stop.is_set():
                 return written, unchanged, len(problems), images, _summary(path, problems), False
-            st = present.get(child.name)
+            st = present.get(name)
             if st is not None and st.st_size == child.size and st.st_mtime_ns == child.mtime_ns:
                 unchanged += 1
                 continue
             try:
-                _write(os.path.join(folder, child.name), ns.read(child.ino), child.mtime_ns)
+                _write(os.path.join(folder, name), ns.content(child), child.mtime_ns)
             except (FsError, OSError) as err:
                 problems.append(str(err))
                 continue
@@ -173,7 +173,7 @@ def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
         problems.append(f"{type(err).__name__}: {err}")
     finally:
         if node is not None:
-            ns.forget(node)
+            ns.release(node)
     return written, unchanged, len(problems), images, _summary(path, problems), True
 
 

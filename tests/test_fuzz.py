@@ -271,7 +271,7 @@ def read_all(ns: Namespace) -> int:
                 im.load()
                 assert im.mode == "L" and im.size == (node.entry.image.width, node.entry.image.height)
         elif node.name == "hdr.json":
-            assert json.loads(data)["n_images"] == sum(n.name.endswith(".png") for n in node.parent.children.values())
+            assert json.loads(data)["n_images"] == sum(n.name.endswith(".png") for n in ns.children(node.parent.ino).values())
     return n
 
 

@@ -7,6 +7,7 @@ sizes and reads all use that decision.
 from __future__ import annotations
 
 import json
+import zlib
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
@@ -32,11 +33,23 @@ class Image(NamedTuple):
 
 
 class Entry(NamedTuple):
-    """One file in a bin folder."""
+    """One file in a bin folder (a record): its name (a '/' puts it in a sub-folder), its exact
+    size, its code (stable within the bin: the low bits of its inode), whether it can still
+    change while the bin grows (such files are read past the page cache), and the image it is."""
 
     name: str
     size: int
     image: Image | None = None
+    code: int = 0
+    grows: bool = False
+
+
+# Entry codes: the kind of file in the high bits, a number (a target) in the low ones.
+KIND_SHIFT = 20
+CODE_HDR_JSON, CODE_ADC_CSV = 1, 2
+KIND_IMAGE = 1
+KIND_FOLDER = 15
+BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
 
 
 def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> list[Image]:
@@ -77,12 +90,38 @@ class Bin:
         self.skipped_lines = adc.skipped if adc else 0
         self.hdr_json = self._hdr_json()
         stem = str(files.bin_id)
-        entries = [Entry(f"{stem}_{im.target:05d}.png", png_size(im.width, im.height), im) for im in images]
-        entries.append(Entry(HDR_JSON, len(self.hdr_json)))
+        entries = [Entry(f"{stem}_{im.target:05d}.png", png_size(im.width, im.height), im,
+                         KIND_IMAGE << KIND_SHIFT | im.target) for im in images if im.target < 1 << KIND_SHIFT]
+        entries.append(Entry(HDR_JSON, len(self.hdr_json), None, CODE_HDR_JSON, True))
         if adc is not None:
-            entries.append(Entry(ADC_CSV, adc.csv_size))
+            entries.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
+        self._index(entries)
+
+    def _index(self, entries: list[Entry]) -> None:
         self.entries = sorted(entries, key=lambda e: e.name)
         self.by_name = {e.name: e for e in self.entries}
+        self.by_code = {e.code: e for e in self.entries}
+        self.footprint = 1024 + BYTES_PER_ENTRY * len(self.entries)
+
+    @staticmethod
+    def folder_code(name: str) -> int:
+        """The code of a sub-folder of the bin folder (stable: from its name)."""
+        return KIND_FOLDER << KIND_SHIFT | zlib.crc32(name.encode()) & ((1 << KIND_SHIFT) - 1)
+
+    def folder_of_code(self, code: int) -> str | None:
+        """The sub-folder with this code, if the bin has one."""
+        for entry in self.entries:
+            head, slash, _ = entry.name.rpartition("/")
+            if slash and self.folder_code(head) == code:
+                return head
+        return None
+
+    def is_cheap(self, entry: Entry, limit: int) -> bool:
+        """True when producing `entry` costs less than handing it to a worker thread (~100 us):
+        `hdr.json`, or an image of one ROI under `limit` bytes (most images)."""
+        if entry.image is None:
+            return entry.code == CODE_HDR_JSON
+        return entry.size < limit and len(entry.image.parts) == 1
 
     @classmethod
     def load(cls, files: BinFiles) -> "Bin":
@@ -119,17 +158,19 @@ class Bin:
             return data[0]
         return stitch(image.parts[0], data[0], image.parts[1], data[1])
 
-    def read(self, name: str) -> bytes:
-        """The bytes of one entry. Raises ImageMissing when it can no longer be produced as listed."""
-        entry = self.by_name.get(name)
-        if entry is None:
-            raise ImageMissing(f"{self.files.bin_id}: no file {name}")
+    def read(self, entry: Entry | str) -> bytes:
+        """The bytes of one entry (or entry name). Raises ImageMissing when it can no longer be
+        produced as listed."""
+        if isinstance(entry, str):
+            name, entry = entry, self.by_name.get(entry)
+            if entry is None:
+                raise ImageMissing(f"{self.files.bin_id}: no file {name}")
         if entry.image is not None:
             data = encode_png(entry.image.width, entry.image.height, self.pixels(entry.image))
-        elif name == HDR_JSON:
+        elif entry.code == CODE_HDR_JSON:
             data = self.hdr_json
         else:
             data = adc_mod.parse_adc(_read_source(self.files, self.files.adc), self.files.bin_id.schema).csv
         if len(data) != entry.size:
-            raise ImageMissing(f"{self.files.bin_id}: {name} changed in the source since it was listed")
+            raise ImageMissing(f"{self.files.bin_id}: {entry.name} changed in the source since it was listed")
         return data

@@ -172,16 +172,22 @@ class DataRoot:
                     pass
         return any(self.leads_to_bins(_join(folder, d)) for d in listing.folders if self._wanted(d))
 
-    def walk(self, folder: str = "") -> Iterator[BinFiles]:
-        """Every bin below `folder`, depth first in name order, lazily; unreadable folders are logged."""
+    def folders(self, folder: str = "") -> Iterator[Folder]:
+        """`folder` and every folder below it that leads to bins, depth first in name order,
+        lazily; unreadable folders are logged and passed over."""
         try:
             found = self.scan(folder)
         except SourceUnreadable as err:
             log.warning("%s", err)
             return
-        yield from found.bins.values()
+        yield found
         for sub in found.folders:
-            yield from self.walk(_join(folder, sub))
+            yield from self.folders(_join(folder, sub))
+
+    def walk(self, folder: str = "") -> Iterator[BinFiles]:
+        """Every bin below `folder`, depth first in name order, lazily."""
+        for found in self.folders(folder):
+            yield from found.bins.values()
 
     def stat_bin(self, files: BinFiles) -> BinFiles:
         """The same bin's files as they are now (for noticing growth or change)."""
