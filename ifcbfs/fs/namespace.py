@@ -3,6 +3,8 @@
 Folders and bins are read lazily: a source folder when it is first looked into, a bin (header
 and ADC, never pixels) when its folder is first looked into. Inode numbers are a hash of the
 path in the tree, so they are the same after a remount of the same source with the same options.
+A bin entry named "sub/name" (`stitching/X_raw.png`) is shown in a folder `sub` of the bin
+folder (a SUB node), built and replaced together with the bin's other files.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .cache import ByteCache
 log = logging.getLogger("ifcbfs")
 
 ROOT_INO = 1
-DIR, BIN, FILE = "dir", "bin", "file"
+DIR, BIN, SUB, FILE = "dir", "bin", "sub", "file"
 BLOCK_SIZE = 1 << 17  # st_blksize: most images fit one read
 INLINE_LIMIT = 1 << 16  # images smaller than this are produced on the event loop (see is_cheap)
 
@@ -41,10 +43,12 @@ class Options:
     uid: int = 0
     gid: int = 0
     cache_size: int = 256 << 20
+    stitch: str = "on"  # one of core.bin.STITCH_MODES
 
 
 class Node:
-    """One inode: a source folder (DIR), a bin folder (BIN) or a file in a bin folder (FILE)."""
+    """One inode: a source folder (DIR), a bin folder (BIN), a folder inside a bin folder (SUB,
+    such as `stitching/`) or a file in either of those (FILE)."""
 
     __slots__ = ("ino", "parent", "name", "kind", "path", "size", "mtime_ns", "children",
                  "source", "files", "bin", "entry", "adapter", "_listing")
@@ -158,7 +162,7 @@ class Namespace:
         if data is not None:
             return data
         try:
-            data = node.bin.read(node.name)
+            data = node.bin.read(node.entry.name)
         except SourceUnreadable as err:
             raise FsError(err.errno, f"{node.path}: {err}") from None
         except BinError as err:  # ImageMissing among them: gone since it was listed
@@ -227,18 +231,25 @@ class Namespace:
 
     def _load_bin(self, node: Node) -> None:
         try:
-            model = Bin.load(node.files)
+            model = Bin.load(node.files, self.options.stitch)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
         if model.skipped_lines:
             log.info("%s: %d ADC lines do not parse and are skipped", node.files.bin_id, model.skipped_lines)
-        children = {}
+        children: dict[str, Node] = {}
         mtime_ns = node.files.mtime_ns
         for entry in model.entries:
-            child = self._add(node, entry.name, FILE, mtime_ns)
+            parent, folder, (sub, _, name) = node, children, entry.name.rpartition("/")
+            if sub:  # an entry "sub/name" lives in the sub-folder `sub` of the bin folder
+                if sub not in children:
+                    children[sub] = self._add(node, sub, SUB, mtime_ns)
+                    children[sub].children = {}
+                parent = children[sub]
+                folder = parent.children
+            child = self._add(parent, name, FILE, mtime_ns)
             child.entry, child.size, child.bin = entry, entry.size, model
-            children[entry.name] = child
-        node.children = children
+            folder[name] = child
+        node.children = dict(sorted(children.items()))
 
     # --- noticing change in the source ------------------------------------------------
     def refresh(self) -> list[tuple]:
@@ -253,7 +264,7 @@ class Namespace:
                     continue  # dropped by an earlier change in this pass
                 if node.kind == BIN:
                     self._refresh_bin(node, changes)
-                elif node is not self.root or self.options.layout == "mirror":
+                elif node.kind == DIR and (node is not self.root or self.options.layout == "mirror"):
                     self._refresh_dir(node, changes)
         return changes
 
@@ -292,6 +303,12 @@ class Namespace:
             self._load_bin(node)
         except FsError:
             node.children = {}
+        self._replaced(node, old, changes)
+        changes.append(("inode", node.ino))
+
+    def _replaced(self, node: Node, old: dict[str, Node], changes: list) -> None:
+        """After a reload of a bin folder (or a folder inside it): drop the old nodes' content,
+        forget the names that are gone, and tell the kernel about the rest."""
         for name, child in old.items():
             self.cache.discard(child)
             new = node.children.get(name)
@@ -299,8 +316,9 @@ class Namespace:
                 self.forget(child)
                 changes.append(("entry", node.ino, name))
             else:
+                if child.kind == SUB and new.kind == SUB:
+                    self._replaced(new, child.children, changes)
                 changes.append(("inode", child.ino))
-        changes.append(("inode", node.ino))
 
     def load_bin(self, path: str, files: BinFiles) -> Node:
         """The loaded folder node of one bin at `path` in the tree, built on its own (export

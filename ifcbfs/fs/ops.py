@@ -10,7 +10,7 @@ import pyfuse3
 import trio
 
 from ..service import log_bad_bin
-from .namespace import BLOCK_SIZE, FILE, ROOT_INO, FsError, Namespace, Node
+from .namespace import BLOCK_SIZE, FILE, ROOT_INO, SUB, FsError, Namespace, Node
 
 log = logging.getLogger("ifcbfs")
 TIMEOUT = 3600.0  # entry/attr cache time: the watcher invalidates what changes
@@ -75,7 +75,7 @@ class Operations(pyfuse3.Operations):
         """The path a request is about, for its log line; with `folder`, the bin folder of a
         file (problems are logged once per bin)."""
         node = self._node_of(args)
-        if folder and node is not None and node.kind == FILE:
+        while folder and node is not None and node.kind in (FILE, SUB):  # a file in stitching/ too
             node = node.parent
         return (node.path or "/") if node else repr(args[:2])
 
