@@ -31,10 +31,11 @@ def open_root(path: str, include_skipped: bool = False) -> DataRoot:
     return DataRoot(path, include_skipped=include_skipped)
 
 
-def bins(root: DataRoot, folder: str = "") -> Iterator[Bin]:
-    """Every bin below `folder` of the root, loaded (header and ADC parsed, no pixel read)."""
+def bins(root: DataRoot, folder: str = "", stitch: str = "on") -> Iterator[Bin]:
+    """Every bin below `folder` of the root, loaded (header and ADC parsed, no pixel read);
+    `stitch` as the mount's option: "on", "off" (every ROI as cut) or "qc"."""
     for files in root.walk(folder):
-        yield Bin.load(files)
+        yield Bin.load(files, stitch)
 
 
 def _image(b: Bin, target: int) -> Image:

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import __version__, service
+from .core.bin import STITCH_MODES
 from .core.source import DataRoot, root_problem
 from .fs.namespace import Namespace, Options
 
@@ -27,6 +28,8 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
   -d              log every request (implies nothing else; combine with -f to see it)
   -o OPTIONS      comma-separated mount options:
      layout=mirror|flat   mirror the source folders (default) or put every bin at the root
+     stitch=on|off|qc     I-style pairs: stitched (on, default), every ROI as cut (off), or
+                          stitched plus stitching/ with each stitch's raw composite and gap mask (qc)
      include_skipped      also show the 'skip' and 'beads' folders
      allow_other          let other users read the mount (modes are enforced)
      uid=N, gid=N         owner shown for every file (default: the mounting user)
@@ -128,6 +131,10 @@ def parse_args(argv: list[str]) -> Config:
             values["layout"] = value
         elif key == "layout":
             raise UsageError(f"layout={value!r}: expected mirror or flat", 2)
+        elif key == "stitch" and value in STITCH_MODES:
+            values["stitch"] = value
+        elif key == "stitch":
+            raise UsageError(f"stitch={value!r}: expected on, off or qc", 2)
         elif key in ("uid", "gid"):
             values[key] = _int_option(key, value)
         elif key == "cache_size":

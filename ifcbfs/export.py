@@ -13,12 +13,14 @@ import logging
 import multiprocessing
 import os
 import signal
+import stat
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
 
 from . import __version__
+from .core.bin import STITCH_MODES
 from .core.source import DataRoot, root_problem
 from .fs.namespace import BIN, FsError, Namespace, Node, Options
 
@@ -62,6 +64,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST", help="folder to write into (created if missing)")
     p.add_argument("--layout", choices=("mirror", "flat"), default="mirror",
                    help="mirror the source folders (default) or put every bin folder at the top")
+    p.add_argument("--stitch", choices=STITCH_MODES, default="on",
+                   help="I-style pairs: stitched (on, default), every ROI as cut (off), or stitched plus a "
+                   "stitching/ folder with each stitch's raw composite and gap mask (qc)")
     p.add_argument("--include-skipped", action="store_true", help="also export the 'skip' and 'beads' folders")
     p.add_argument("--bins", metavar="GLOB", action="append", default=[],
                    help="only bins whose id matches this pattern (fnmatch; may be repeated)")
@@ -138,7 +143,7 @@ def _init_worker(source: str, include_skipped: bool, options: Options, stop) -> 
     _worker.update(ns=Namespace(DataRoot(source, include_skipped), options), stop=stop)
 
 
-def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
+def export_bin(path: str, files, folder: str) -> tuple:
     """Write one bin's files into `folder`: (written, unchanged, errors, images, message, finished)."""
     ns, stop = _worker["ns"], _worker["stop"]
     written = unchanged = images = 0
@@ -150,23 +155,20 @@ def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
         if _inside(folder, ns.source.root):
             raise OSError(f"{folder} leads into the source: not written")
         node = ns.load_bin(path, files)
-        os.makedirs(folder, exist_ok=True)
-        present = _scan_dest(folder)
-        for name, child in ns.files_of(node):
+        for child, dest in _files_of(ns, node, folder):
             if stop.is_set():
                 return written, unchanged, len(problems), images, _summary(path, problems), False
-            st = present.get(name)
+            st = _present(dest)
             if st is not None and st.st_size == child.size and st.st_mtime_ns == child.mtime_ns:
                 unchanged += 1
                 continue
             try:
-                _write(os.path.join(folder, name), ns.content(child), child.mtime_ns)
+                _write(dest, ns.content(child), child.mtime_ns)
             except (FsError, OSError) as err:
                 problems.append(str(err))
                 continue
             written += 1
             images += child.name.endswith(".png")
-        os.utime(folder, ns=(mtime_ns, mtime_ns))
     except (FsError, OSError) as err:
         problems.append(str(err))
     except Exception as err:  # a bin must never stop the export
@@ -182,16 +184,34 @@ def _summary(path: str, problems: list[str]) -> str | None:
     return f"{path}: {many}: {problems[0]}" if problems else None
 
 
-def _scan_dest(folder: str) -> dict:
-    """Regular files already in a bin folder by name; temporaries a killed run left are removed."""
-    present = {}
+def _files_of(ns: Namespace, node: Node, folder: str):
+    """(file node, its path at DEST) for every file of a bin folder and of the folders inside it
+    (`stitching/`), each folder created first and given its mtime once its files are written."""
+    os.makedirs(folder, exist_ok=True)
+    _clear_temporaries(folder)
+    for child in ns.listing(node.ino):
+        if child.is_dir:
+            yield from _files_of(ns, child, os.path.join(folder, child.name))
+        else:
+            yield child, os.path.join(folder, child.name)
+    os.utime(folder, ns=(node.mtime_ns, node.mtime_ns))
+
+
+def _clear_temporaries(folder: str) -> None:
+    """Remove the temporaries a killed run left in a folder."""
     with os.scandir(folder) as it:
         for entry in it:
             if entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX):
                 os.unlink(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                present[entry.name] = entry.stat(follow_symlinks=False)
-    return present
+
+
+def _present(path: str) -> os.stat_result | None:
+    """The stat of a regular file already at `path`, else None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
 
 
 def _write(path: str, data: bytes, mtime_ns: int) -> None:
@@ -256,7 +276,7 @@ def run(args) -> int:
     """Export; returns the exit status (0, 1 when any file was not exported, 130 when interrupted)."""
     source, dest = os.path.abspath(args.source), os.path.abspath(args.dest)
     check_paths(source, dest)
-    options = Options(layout=args.layout, cache_size=0)
+    options = Options(layout=args.layout, cache_size=0, stitch=args.stitch)
     ns = Namespace(DataRoot(source, args.include_skipped), options)
     report = Report(0)
     folders, bins, report.errors = select_bins(ns, args, report)
@@ -269,7 +289,7 @@ def run(args) -> int:
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(source, args.include_skipped, options, stop)) as pool:
         try:
             for b in bins:
-                pending[pool.submit(export_bin, b.path, b.files, b.mtime_ns, target(b))] = b.path
+                pending[pool.submit(export_bin, b.path, b.files, target(b))] = b.path
             while pending:
                 done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 for future in done:

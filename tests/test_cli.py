@@ -7,19 +7,20 @@ from ifcbfs import cli
 
 
 def test_fstab_form_and_options():
-    cfg = cli.parse_args(["src", "mnt", "-o", "ro,nosuid,_netdev,layout=flat,uid=7,gid=8,cache_size=64M",
+    cfg = cli.parse_args(["src", "mnt", "-o", "ro,nosuid,_netdev,layout=flat,uid=7,gid=8,cache_size=64M,stitch=qc",
                           "-oallow_other,include_skipped,fsname=lab,nonempty,recover,poll=0.5,workers=3", "-f", "-d"])
     assert cfg.source == os.path.abspath("src") and cfg.mountpoint == os.path.abspath("mnt")
     assert cfg.foreground and cfg.debug and cfg.allow_other and cfg.nonempty and cfg.recover
     o = cfg.options
     assert (o.layout, o.uid, o.gid, o.cache_size, cfg.include_skipped) == ("flat", 7, 8, 64 << 20, True)
-    assert (cfg.fsname, cfg.poll, cfg.workers) == ("lab", 0.5, 3)
+    assert (cfg.fsname, cfg.poll, cfg.workers, o.stitch) == ("lab", 0.5, 3, "qc")
     assert {"ro", "allow_other", "default_permissions", "fsname=lab", "subtype=ifcbfs"} <= cli.fuse_options(cfg)
 
 
 def test_defaults():
     cfg = cli.parse_args(["/a", "/b"])
     assert (cfg.options.layout, cfg.options.uid, cfg.options.cache_size) == ("mirror", os.getuid(), 256 << 20)
+    assert cfg.options.stitch == "on" and cli.parse_args(["/a", "/b", "-o", "stitch=off"]).options.stitch == "off"
     assert not cfg.allow_other and "allow_other" not in cli.fuse_options(cfg)
     assert "fsname=/a" in cli.fuse_options(cfg)
     assert cli.parse_args(["/a", "/b", "-o", ""]).options.layout == "mirror"
@@ -32,6 +33,8 @@ def test_defaults():
     (["a", "b", "-x"], "unknown argument"),
     (["a", "b", "-o", "layout=tree"], "expected mirror or flat"),
     (["a", "b", "-o", "uid=me"], "whole number"),
+    (["a", "b", "-o", "stitch=maybe"], "stitch='maybe': expected on, off or qc"),
+    (["a", "b", "-o", "stitch"], "stitch='': expected on, off or qc"),
     (["a", "b", "-o", "cache_size=lots"], "cache_size"),
     (["a", "b", "-o", "poll=soon"], "seconds"),
     (["a", "b", "-o", "sparkle"], "unknown option"),
@@ -43,7 +46,7 @@ def test_bad_arguments(argv, message):
 
 
 def test_help_and_version(capsys):
-    assert cli.main(["--help"]) == 0 and "layout=mirror|flat" in capsys.readouterr().out
+    assert cli.main(["--help"]) == 0 and {"layout=mirror|flat", "stitch=on|off|qc"} <= set(capsys.readouterr().out.split())
     assert cli.main(["--version"]) == 0 and capsys.readouterr().out.startswith("ifcbfs ")
     assert cli.main(["only-one"]) == 2 and "ifcbfs:" in capsys.readouterr().err
 

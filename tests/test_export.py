@@ -1,5 +1,6 @@
 """ifcbfs-export: the same tree as an rsync of the mount, incremental, subsets, interrupts, errors."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 from ifcbfs import export
 from ifcbfs.core.source import DataRoot
 from ifcbfs.fs.namespace import ROOT_INO, Namespace, Options
-from ifcbfs.synth import write_dataset
+from ifcbfs.synth import write_bin, write_dataset
 from mounting import mounted, tree_digest
 
 EXPORT = [sys.executable, "-m", "ifcbfs.export"]
@@ -72,10 +73,23 @@ def test_real_export_equals_rsync_of_the_mount(ifcb_data, tmp_path):
     assert tree_digest(ifcb_data) == before, "the source changed"
 
 
-def check_same_as_mount(source, tmp_path, layout):
-    with mounted(source, tmp_path / "mnt", f"layout={layout}") as m:
+@pytest.mark.mount
+def test_export_with_stitch_qc_equals_rsync_of_the_mount(ifcb_data, tmp_path):
+    shutil.copytree(ifcb_data / "bins", tmp_path / "data" / "bins")
+    write_bin(tmp_path / "data" / "synth", "IFCB5_2012_100_120000", 200, seed=7, image_fraction=0.7,
+              pair_fraction=0.4, chain_fraction=0.4, mtime=MTIME)
+    for folder in (tmp_path / "data", tmp_path / "data" / "synth"):  # rsync compares whole seconds
+        os.utime(folder, (MTIME, MTIME))
+    check_same_as_mount(tmp_path / "data", tmp_path, "mirror", "qc")
+    qc = sorted(p.relative_to(tmp_path / "export") for p in (tmp_path / "export").rglob("stitching/*"))
+    assert Path("bins/IFCB5_2012_028_081515/IFCB5_2012_028_081515/stitching/IFCB5_2012_028_081515_00003_raw.png") in qc
+    assert sum(1 for p in qc if p.parts[0] == "synth") > 10
+
+
+def check_same_as_mount(source, tmp_path, layout, stitch="on"):
+    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"stitch={stitch}") as m:
         subprocess.run(["rsync", "-a", f"{m.path}/", f"{tmp_path / 'rsync'}/"], check=True)
-    code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2)
+    code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2, "--stitch", stitch)
     assert code == 0
     subprocess.run(["diff", "-r", tmp_path / "rsync", tmp_path / "export"], check=True)
     want, got = stat_tree(tmp_path / "rsync"), stat_tree(tmp_path / "export")
@@ -229,6 +243,7 @@ def test_bad_paths_and_options_are_one_line_errors(small, tmp_path, capsys):
         ([root, tmp_path / "out", "--since", "yesterday"], 2, "--since"),
         ([root, tmp_path / "out", "--until", "2024-02-30"], 2, "--until"),
         ([root, tmp_path / "out", "--layout", "tree"], 2, "--layout"),
+        ([root, tmp_path / "out", "--stitch", "maybe"], 2, "--stitch"),
         ([root, tmp_path / "out", "--jobs", "0"], 2, "--jobs"),
         ([root, "/proc/ifcbfs-export-test"], 1, "cannot create destination"),
         ([root], 2, "required"),

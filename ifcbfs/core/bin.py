@@ -2,7 +2,9 @@
 
 `Bin.load` reads the header and the ADC file and looks at the size of the `.roi`; it reads no
 pixel. It decides, in one place, which images the bin serves (`plan_images`), and listing,
-sizes and reads all use that decision.
+sizes and reads all use that decision. The stitch mode (`STITCH_MODES`) chooses between the
+stitched images (on), every ROI as cut (off), and the stitched images with a `stitching/` folder
+that shows each one's raw composite and gap (qc).
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from .ids import timestamp_iso
 from .png import encode_png, png_size
 from .roi import read_pixels
 from .source import BinFiles, SourceFile
-from .stitch import find_pairs, stitch, union_box
+from .stitch import composite, find_pairs, union_box
 
 HDR_JSON = "hdr.json"
 ADC_CSV = "adc.csv"
+QC_FOLDER = "stitching"
+STITCH_MODES = ("on", "off", "qc")
 
 
 class Image(NamedTuple):
@@ -42,18 +46,27 @@ class Entry(NamedTuple):
     image: Image | None = None
     code: int = 0
     grows: bool = False
+    view: str = ""  # of a stitched image: "" itself, "raw" before infill, "gap" its gap mask
 
 
 # Entry codes: the kind of file in the high bits, a number (a target) in the low ones.
 KIND_SHIFT = 20
 CODE_HDR_JSON, CODE_ADC_CSV = 1, 2
-KIND_IMAGE = 1
+KIND_IMAGE, KIND_RAW, KIND_GAP = 1, 2, 3
 KIND_FOLDER = 15
 BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
 
 
-def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> list[Image]:
-    """The images a bin serves: stitched pairs merged (I-style), nothing whose bytes are missing."""
+class Plan(NamedTuple):
+    """Which images a bin serves, and the stitched pairs (first, second target) found on the way."""
+
+    images: list[Image]
+    pairs: list[tuple[int, int]]
+
+
+def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> Plan:
+    """The images a bin serves: stitched pairs merged (I-style), nothing whose bytes are missing.
+    Without stitching every ROI is its own image and no pair is reported."""
     pairs = find_pairs(rois) if stitching else []
     partner = {a.target: b for a, b in pairs}
     second = {b.target for _, b in pairs}
@@ -71,7 +84,7 @@ def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> 
             image = Image(roi.target, width, height, (roi, other))
         if all(part.end <= roi_size for part in image.parts):
             images.append(image)
-    return images
+    return Plan(images, [(a.target, b.target) for a, b in pairs])
 
 
 def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
@@ -82,16 +95,22 @@ def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
 class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
-    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, images: list[Image]):
+    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False):
         self.files = files
         self.header = header
-        self.images = images
+        self.images = images = plan.images
+        self.pairs = plan.pairs  # [] when unstitched: what hdr.json reports as `stitched`
         self.n_triggers = adc.n_triggers if adc else 0
         self.skipped_lines = adc.skipped if adc else 0
         self.hdr_json = self._hdr_json()
         stem = str(files.bin_id)
         entries = [Entry(f"{stem}_{im.target:05d}.png", png_size(im.width, im.height), im,
                          KIND_IMAGE << KIND_SHIFT | im.target) for im in images if im.target < 1 << KIND_SHIFT]
+        if qc:
+            entries += [Entry(f"{QC_FOLDER}/{stem}_{im.target:05d}_{view}.png", png_size(im.width, im.height), im,
+                              kind << KIND_SHIFT | im.target, False, view)
+                        for im in images if len(im.parts) == 2 and im.target < 1 << KIND_SHIFT
+                        for kind, view in ((KIND_RAW, "raw"), (KIND_GAP, "gap"))]
         entries.append(Entry(HDR_JSON, len(self.hdr_json), None, CODE_HDR_JSON, True))
         if adc is not None:
             entries.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
@@ -124,16 +143,19 @@ class Bin:
         return entry.size < limit and len(entry.image.parts) == 1
 
     @classmethod
-    def load(cls, files: BinFiles) -> "Bin":
-        """Parse a bin's header and ADC; raises SourceUnreadable when a file cannot be read."""
+    def load(cls, files: BinFiles, stitch: str = "on") -> "Bin":
+        """Parse a bin's header and ADC; raises SourceUnreadable when a file cannot be read.
+        `stitch` is one of STITCH_MODES; D-style bins are never stitched, whatever it says."""
+        if stitch not in STITCH_MODES:
+            raise ValueError(f"stitch={stitch!r}: expected one of {', '.join(STITCH_MODES)}")
         header = parse_hdr(_read_source(files, files.hdr)) if files.hdr else {}
         adc = None
-        images: list[Image] = []
+        plan = Plan([], [])
         if files.adc is not None:
             adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema)
             if files.roi is not None:
-                images = plan_images(adc.rois, files.roi.size, files.bin_id.style == "I")
-        return cls(files, header, adc, images)
+                plan = plan_images(adc.rois, files.roi.size, files.bin_id.style == "I" and stitch != "off")
+        return cls(files, header, adc, plan, qc=stitch == "qc")
 
     def _hdr_json(self) -> bytes:
         bin_id = self.files.bin_id
@@ -148,15 +170,17 @@ class Bin:
         }
         return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
-    def pixels(self, image: Image) -> bytes:
-        """The image's pixels (stitched when it has two parts). Raises ImageMissing if gone."""
+    def pixels(self, image: Image, view: str = "") -> bytes:
+        """The image's pixels (stitched when it has two parts), or of a stitch its raw composite
+        (view "raw") or gap mask ("gap"). Raises ImageMissing if gone."""
         files = self.files
         if files.roi is None:
             raise ImageMissing(f"{files.bin_id}: no .roi file")
         data = [read_pixels(files.source, files.roi, p.start, p.width, p.height) for p in image.parts]
         if len(data) == 1:
             return data[0]
-        return stitch(image.parts[0], data[0], image.parts[1], data[1])
+        pasted = composite(image.parts[0], data[0], image.parts[1], data[1])
+        return pasted.raw if view == "raw" else pasted.gap_mask() if view == "gap" else pasted.stitched()
 
     def read(self, entry: Entry | str) -> bytes:
         """The bytes of one entry (or entry name). Raises ImageMissing when it can no longer be
@@ -166,7 +190,7 @@ class Bin:
             if entry is None:
                 raise ImageMissing(f"{self.files.bin_id}: no file {name}")
         if entry.image is not None:
-            data = encode_png(entry.image.width, entry.image.height, self.pixels(entry.image))
+            data = encode_png(entry.image.width, entry.image.height, self.pixels(entry.image, entry.view))
         elif entry.code == CODE_HDR_JSON:
             data = self.hdr_json
         else:

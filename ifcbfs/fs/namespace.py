@@ -51,6 +51,7 @@ class Options:
     gid: int = 0
     cache_size: int = 256 << 20
     bin_cache: int = 64 << 20  # bytes of loaded bin models kept (an estimate; see Bin.footprint)
+    stitch: str = "on"  # one of core.bin.STITCH_MODES
 
 
 class Node:
@@ -240,7 +241,7 @@ class Namespace:
         if model is not None:
             return model
         try:
-            model = Bin.load(files)
+            model = Bin.load(files, self.options.stitch)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
         if model.skipped_lines:
@@ -457,12 +458,17 @@ class Namespace:
             names = {e.name for e in new.entries}
         except FsError:
             new, names = None, set()
+        folders = {name.rpartition("/")[0] for name in names}
+        gone_folders = set()
         for entry in old.entries:
             changes.append(("inode", node.ino | entry.code))
             if entry.name not in names:
                 head, slash, tail = entry.name.rpartition("/")
                 parent = node.ino | old.folder_code(head) if slash else node.ino
                 changes.append(("entry", parent, tail))
+                if slash and head not in folders and head not in gone_folders:
+                    gone_folders.add(head)
+                    changes.append(("entry", node.ino, head))
 
     def _drop(self, node: Node) -> None:
         """Take a folder or bin (and everything below it) out of the tree."""
@@ -491,14 +497,6 @@ class Namespace:
         """Drop a bin loaded by `load_bin`, and its produced files."""
         with self._lock:
             self._drop(node)
-
-    def files_of(self, node: Node, prefix: str = ""):
-        """Every file below a bin folder as (path relative to it, node), in name order."""
-        for child in self.listing(node.ino):
-            if child.kind == FILE:
-                yield prefix + child.name, child
-            else:
-                yield from self.files_of(child, f"{prefix}{child.name}/")
 
     def drop_caches(self) -> None:
         """Forget decoded content (SIGHUP); the tree is re-checked by `refresh`."""
