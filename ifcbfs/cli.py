@@ -19,6 +19,7 @@ log = logging.getLogger("ifcbfs")
 
 USAGE = """\
 usage: ifcbfs SOURCE MOUNTPOINT [-f] [-d] [-o OPT[,OPT...]]
+       ifcbfs index SOURCE [-o OPT[,OPT...]]    (build the index first: see ifcbfs index --help)
        ifcbfs --help | --version
 
 Show the raw IFCB data under SOURCE (.hdr/.adc/.roi files) at MOUNTPOINT as a read-only
@@ -34,6 +35,8 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      allow_other          let other users read the mount (modes are enforced)
      uid=N, gid=N         owner shown for every file (default: the mounting user)
      cache_size=SIZE      bytes of produced files kept in memory, e.g. 256M (default 256M)
+     index=PATH|off       where the index of listed bins is kept between mounts (default: a file
+                          under $XDG_CACHE_HOME/ifcbfs); off: keep none
      poll=SECONDS         how often the source is re-checked for new or growing bins (default 2; 0: never)
      workers=N            threads that decode images (default: the number of cores)
      fsname=NAME          name shown by mount and df (default: SOURCE)
@@ -69,6 +72,7 @@ class Config:
     recover: bool = False
     poll: float = 2.0
     workers: int = 0
+    index: str = ""  # the index file; "" for the default place, "off" for none
 
 
 def parse_size(text: str) -> int:
@@ -156,6 +160,8 @@ def parse_args(argv: list[str]) -> Config:
                 raise UsageError(f"poll={value!r}: expected seconds", 2) from None
         elif key == "workers":
             cfg.workers = _int_option(key, value)
+        elif key == "index" and value:
+            cfg.index = value if value == "off" else os.path.abspath(value)
         else:
             raise UsageError(f"unknown option {opt!r} (see ifcbfs --help)", 2)
     cfg.options = Options(**values)
@@ -207,6 +213,15 @@ def fuse_options(cfg: Config) -> set[str]:
     return opts
 
 
+def open_index(cfg: Config):
+    """The persistent index the options ask for (None with index=off)."""
+    from .index import Index, default_path
+
+    if cfg.index == "off":
+        return None
+    return Index(cfg.index or default_path(cfg.source, cfg.options.signature), cfg.options.signature)
+
+
 def serve(cfg: Config, on_ready) -> int:
     """Mount and serve until unmounted or told to stop; `on_ready()` once files are served."""
     import pyfuse3
@@ -214,7 +229,7 @@ def serve(cfg: Config, on_ready) -> int:
 
     from .fs.ops import Operations, invalidate, watch
 
-    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped), cfg.options)
+    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped), cfg.options, open_index(cfg))
     ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
@@ -300,8 +315,13 @@ def _daemon(cfg: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["index"]:
+        from .indexer import main as index_main
+
+        return index_main(argv[1:])
     try:
-        cfg = parse_args(sys.argv[1:] if argv is None else argv)
+        cfg = parse_args(argv)
         if cfg.foreground:
             service.setup_logging(foreground=True, debug=cfg.debug)
         else:

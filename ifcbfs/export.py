@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from . import __version__
 from .core.bin import STITCH_MODES
 from .core.source import DataRoot, root_problem
+from .progress import Bar
 from .fs.namespace import BIN, FsError, Namespace, Node, Options
 
 PROG = "ifcbfs-export"
@@ -230,14 +231,12 @@ def _write(path: str, data: bytes, mtime_ns: int) -> None:
 
 # --- the main process ------------------------------------------------------------------------
 class Report:
-    """Counts, the in-place progress bar (stderr a terminal) and log lines that do not break it."""
+    """Counts, the progress bar and log lines that do not break it."""
 
     def __init__(self, total: int, stream=None):
-        self.total, self.stream = total, stream or sys.stderr
-        self.bar = self.stream.isatty()
-        self.start = time.monotonic()
+        self.bar = Bar(total, stream)
+        self.stream = self.bar.stream
         self.bins = self.written = self.unchanged = self.errors = self.images = 0
-        self.shown = 0.0
 
     def add(self, written, unchanged, errors, images, message, finished) -> None:
         self.written, self.unchanged, self.errors = self.written + written, self.unchanged + unchanged, self.errors + errors
@@ -246,27 +245,16 @@ class Report:
             self.log(message)
 
     def log(self, message: str) -> None:
-        self._clear()
+        self.bar.clear()
         print(f"{PROG}: {message}", file=self.stream, flush=True)
 
-    def _clear(self) -> None:
-        self.stream.write("\r\033[K" if self.bar and self.shown else "")
-
     def progress(self) -> None:
-        now = time.monotonic()
-        if not self.bar or now - self.shown < 0.2:
-            return
-        self.shown, elapsed = now, now - self.start
-        left = round(elapsed * (self.total - self.bins) / self.bins) if self.bins else None
-        eta = f"{left // 60}:{left % 60:02d}" if left is not None else "--:--"
-        fill = 24 * self.bins // max(self.total, 1)
-        self.stream.write(f"\r\033[K[{'#' * fill}{'.' * (24 - fill)}] {self.written + self.unchanged} files, "
-                          f"{self.bins}/{self.total} bins, {self.images / elapsed:.0f} images/s, ETA {eta}")
-        self.stream.flush()
+        self.bar.show(self.bins, f"{self.written + self.unchanged} files, {self.bins}/{self.bar.total} bins, "
+                      f"{self.images / self.bar.elapsed():.0f} images/s")
 
     def done(self) -> None:
-        self._clear()
-        elapsed = time.monotonic() - self.start
+        self.bar.clear()
+        elapsed = self.bar.elapsed()
         print(f"exported {self.bins} bins: {self.written} files written, {self.unchanged} unchanged, "
               f"{self.errors} errors in {elapsed:.1f} s ({self.images / elapsed:.0f} images/s)",
               file=self.stream, flush=True)
@@ -280,7 +268,7 @@ def run(args) -> int:
     ns = Namespace(DataRoot(source, args.include_skipped), options)
     report = Report(0)
     folders, bins, report.errors = select_bins(ns, args, report)
-    report.total = len(bins)
+    report.bar.total = len(bins)
     target = lambda node: os.path.join(dest, *node.path.split("/")) if node.path else dest  # noqa: E731
     ctx = multiprocessing.get_context()
     stop = ctx.Event()
@@ -304,9 +292,9 @@ def run(args) -> int:
                         report.add(*_outcome(future, path))
             finally:
                 signal.signal(signal.SIGINT, previous)
-            report._clear()
-            print(f"interrupted: {report.written} files written, {report.total - report.bins} of "
-                  f"{report.total} bins left", file=report.stream, flush=True)
+            report.bar.clear()
+            print(f"interrupted: {report.written} files written, {report.bar.total - report.bins} of "
+                  f"{report.bar.total} bins left", file=report.stream, flush=True)
             return 130
     for node in sorted(folders, key=lambda n: n.path.count("/") + bool(n.path), reverse=True):
         try:  # deepest first: setting a folder's mtime does not change its parent's

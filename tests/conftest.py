@@ -21,3 +21,10 @@ def ifcb_data() -> Path:
 def expected(ifcb_data) -> dict:
     """expected.json: images, stitched pairs and header properties of every real bin."""
     return json.loads((ifcb_data / "expected.json").read_text())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_cache_home(tmp_path_factory):
+    """Indexes go to a folder of this run: no test sees what an earlier run left behind."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    os.environ.pop("CACHE_DIRECTORY", None)

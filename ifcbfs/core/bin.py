@@ -116,6 +116,20 @@ class Bin:
             entries.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
         self._index(entries)
 
+    def state(self) -> tuple:
+        """Everything the model holds but its source files, as plain values (for the index)."""
+        return (self.header, self.images, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json, self.entries)
+
+    @classmethod
+    def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
+        """The model `state()` was taken from, for the same source files."""
+        model = cls.__new__(cls)
+        model.files = files
+        (model.header, model.images, model.pairs, model.n_triggers, model.skipped_lines,
+         model.hdr_json, entries) = state
+        model._index(entries)
+        return model
+
     def _index(self, entries: list[Entry]) -> None:
         self.entries = sorted(entries, key=lambda e: e.name)
         self.by_name = {e.name: e for e in self.entries}

@@ -53,6 +53,11 @@ class Options:
     bin_cache: int = 64 << 20  # bytes of loaded bin models kept (an estimate; see Bin.footprint)
     stitch: str = "on"  # one of core.bin.STITCH_MODES
 
+    @property
+    def signature(self) -> str:
+        """The options that shape what a bin folder holds (an index is valid for these only)."""
+        return f"stitch={self.stitch}"
+
 
 class Node:
     """One inode. Folders (DIR) and bins (BIN) are kept in the tree; the files (FILE) and
@@ -110,6 +115,7 @@ class Namespace:
         self.cache = ByteCache(options.cache_size)
         self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
         self.bins_listed = 0  # bins whose folder has been read at least once
+        self.parses = 0  # bins parsed from the source (not taken from the index)
         self._lock = threading.RLock()
         top = Node(ROOT_INO, None, "", DIR, "", root.stamp(""))
         top.source = ""
@@ -240,6 +246,7 @@ class Namespace:
         model = self.index.get(path, files) if self.index is not None else None
         if model is not None:
             return model
+        self.parses += 1
         try:
             model = Bin.load(files, self.options.stitch)
         except SourceUnreadable as err:
