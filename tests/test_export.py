@@ -1,4 +1,5 @@
 """ifcbfs-export: the same tree as an rsync of the mount, incremental, subsets, interrupts, errors."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,14 +35,24 @@ def small(tmp_path):
 
 
 def stat_tree(root) -> dict:
-    """Every folder and file under root (root included): (is folder, size of files, mtime_ns)."""
+    """Every folder and file under root (root included): (is folder, size of files, mtime_ns, mode)."""
     out = {}
     for folder, dirs, files in os.walk(root):
         for path in [folder] + [os.path.join(folder, n) for n in dirs + files]:
             st = os.lstat(path)
             is_dir = os.path.isdir(path)
-            out[os.path.relpath(path, root)] = (is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns)
+            out[os.path.relpath(path, root)] = (is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns, oct(st.st_mode))
     return out
+
+
+@contextlib.contextmanager
+def process_umask(mask: int):
+    """The export writes with the process umask, as cp and tar do."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def files(root) -> list:
@@ -62,7 +73,14 @@ def run(*argv, capsys=None):
 @pytest.mark.parametrize("layout", ["mirror", "flat"])
 def test_synthetic_export_equals_rsync_of_the_mount(synth_root, tmp_path, layout):
     root, _ = synth_root
-    check_same_as_mount(root, tmp_path, layout)
+    modes = check_same_as_mount(root, tmp_path, layout)
+    assert modes == {"0o40755", "0o100644"}  # a copy its owner can change and delete
+
+
+@pytest.mark.mount
+def test_mount_umask_matches_an_export_under_that_umask(synth_root, tmp_path):
+    root, _ = synth_root
+    assert check_same_as_mount(root, tmp_path, "mirror", umask=0o027) == {"0o40750", "0o100640"}
 
 
 @pytest.mark.mount
@@ -72,15 +90,19 @@ def test_real_export_equals_rsync_of_the_mount(ifcb_data, tmp_path):
     assert tree_digest(ifcb_data) == before, "the source changed"
 
 
-def check_same_as_mount(source, tmp_path, layout):
-    with mounted(source, tmp_path / "mnt", f"layout={layout}") as m:
+def check_same_as_mount(source, tmp_path, layout, umask=0o022) -> set:
+    """rsync -a of a mount with `umask` and an export under that process umask: the same
+    trees, modes included. Returns the modes seen."""
+    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"umask={umask:03o}") as m:
         subprocess.run(["rsync", "-a", f"{m.path}/", f"{tmp_path / 'rsync'}/"], check=True)
-    code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2)
+    with process_umask(umask):
+        code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2)
     assert code == 0
     subprocess.run(["diff", "-r", tmp_path / "rsync", tmp_path / "export"], check=True)
     want, got = stat_tree(tmp_path / "rsync"), stat_tree(tmp_path / "export")
-    assert sum(1 for is_dir, _, _ in got.values() if not is_dir) > 20
+    assert sum(1 for is_dir, _, _, _ in got.values() if not is_dir) > 20
     assert got == want
+    return {mode for _, _, _, mode in got.values()}
 
 
 # --- incremental -----------------------------------------------------------------------------
