@@ -34,6 +34,7 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      include_skipped      also show the 'skip' and 'beads' folders
      allow_other          let other users read the mount (modes are enforced)
      uid=N, gid=N         owner shown for every file (default: the mounting user)
+     umask=NNN            octal permission bits to hide (default 022: files 0644, folders 0755)
      cache_size=SIZE      bytes of produced files kept in memory, e.g. 256M (default 256M)
      index=PATH|off       where the index of listed bins is kept between mounts (default: a file
                           under $XDG_CACHE_HOME/ifcbfs); off: keep none
@@ -98,6 +99,17 @@ def _int_option(key: str, value: str) -> int:
     return number
 
 
+def _umask(value: str) -> int:
+    """`umask=027`: octal, 0 to 777, as for sshfs and ntfs-3g."""
+    try:
+        number = int(value, 8)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 0o777:
+        raise UsageError(f"umask={value!r}: expected octal permission bits, like 022 or 027", 2)
+    return number
+
+
 def parse_args(argv: list[str]) -> Config:
     """Parse the command line (no filesystem access)."""
     positional, opts = [], []
@@ -141,6 +153,8 @@ def parse_args(argv: list[str]) -> Config:
             raise UsageError(f"stitch={value!r}: expected on, off or qc", 2)
         elif key in ("uid", "gid"):
             values[key] = _int_option(key, value)
+        elif key == "umask":
+            values["umask"] = _umask(value)
         elif key == "cache_size":
             values["cache_size"] = parse_size(value)
         elif key == "include_skipped" and not sep:

@@ -37,6 +37,9 @@ def test_defaults():
     (["a", "b", "-o", "stitch"], "stitch='': expected on, off or qc"),
     (["a", "b", "-o", "cache_size=lots"], "cache_size"),
     (["a", "b", "-o", "poll=soon"], "seconds"),
+    (["a", "b", "-o", "umask=999"], "octal"),
+    (["a", "b", "-o", "umask=1000"], "octal"),
+    (["a", "b", "-o", "umask"], "octal"),
     (["a", "b", "-o", "sparkle"], "unknown option"),
 ])
 def test_bad_arguments(argv, message):
@@ -49,6 +52,11 @@ def test_help_and_version(capsys):
     assert cli.main(["--help"]) == 0 and {"layout=mirror|flat", "stitch=on|off|qc"} <= set(capsys.readouterr().out.split())
     assert cli.main(["--version"]) == 0 and capsys.readouterr().out.startswith("ifcbfs ")
     assert cli.main(["only-one"]) == 2 and "ifcbfs:" in capsys.readouterr().err
+
+
+def test_umask_is_octal_and_defaults_to_022():
+    assert cli.parse_args(["/a", "/b"]).options.umask == 0o022
+    assert [cli.parse_args(["/a", "/b", "-o", f"umask={m}"]).options.umask for m in ("027", "0", "777", "0002")] == [0o027, 0, 0o777, 0o002]
 
 
 def test_sizes():

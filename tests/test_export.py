@@ -1,4 +1,5 @@
 """ifcbfs-export: the same tree as an rsync of the mount, incremental, subsets, interrupts, errors."""
+import contextlib
 import os
 import shutil
 import signal
@@ -35,14 +36,24 @@ def small(tmp_path):
 
 
 def stat_tree(root) -> dict:
-    """Every folder and file under root (root included): (is folder, size of files, mtime_ns)."""
+    """Every folder and file under root (root included): (is folder, size of files, mtime_ns, mode)."""
     out = {}
     for folder, dirs, files in os.walk(root):
         for path in [folder] + [os.path.join(folder, n) for n in dirs + files]:
             st = os.lstat(path)
             is_dir = os.path.isdir(path)
-            out[os.path.relpath(path, root)] = (is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns)
+            out[os.path.relpath(path, root)] = (is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns, oct(st.st_mode))
     return out
+
+
+@contextlib.contextmanager
+def process_umask(mask: int):
+    """The export writes with the process umask, as cp and tar do."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def files(root) -> list:
@@ -63,7 +74,14 @@ def run(*argv, capsys=None):
 @pytest.mark.parametrize("layout", ["mirror", "flat"])
 def test_synthetic_export_equals_rsync_of_the_mount(synth_root, tmp_path, layout):
     root, _ = synth_root
-    check_same_as_mount(root, tmp_path, layout)
+    modes = check_same_as_mount(root, tmp_path, layout)
+    assert modes == {"0o40755", "0o100644"}  # a copy its owner can change and delete
+
+
+@pytest.mark.mount
+def test_mount_umask_matches_an_export_under_that_umask(synth_root, tmp_path):
+    root, _ = synth_root
+    assert check_same_as_mount(root, tmp_path, "mirror", umask=0o027) == {"0o40750", "0o100640"}
 
 
 @pytest.mark.mount
@@ -80,21 +98,25 @@ def test_export_with_stitch_qc_equals_rsync_of_the_mount(ifcb_data, tmp_path):
               pair_fraction=0.4, chain_fraction=0.4, mtime=MTIME)
     for folder in (tmp_path / "data", tmp_path / "data" / "synth"):  # rsync compares whole seconds
         os.utime(folder, (MTIME, MTIME))
-    check_same_as_mount(tmp_path / "data", tmp_path, "mirror", "qc")
+    check_same_as_mount(tmp_path / "data", tmp_path, "mirror", stitch="qc")
     qc = sorted(p.relative_to(tmp_path / "export") for p in (tmp_path / "export").rglob("stitching/*"))
     assert Path("bins/IFCB5_2012_028_081515/IFCB5_2012_028_081515/stitching/IFCB5_2012_028_081515_00003_raw.png") in qc
     assert sum(1 for p in qc if p.parts[0] == "synth") > 10
 
 
-def check_same_as_mount(source, tmp_path, layout, stitch="on"):
-    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"stitch={stitch}") as m:
+def check_same_as_mount(source, tmp_path, layout, umask=0o022, stitch="on") -> set:
+    """rsync -a of a mount with `umask` and an export under that process umask: the same
+    trees, modes included. Returns the modes seen."""
+    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"umask={umask:03o}", f"stitch={stitch}") as m:
         subprocess.run(["rsync", "-a", f"{m.path}/", f"{tmp_path / 'rsync'}/"], check=True)
-    code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2, "--stitch", stitch)
+    with process_umask(umask):
+        code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2, "--stitch", stitch)
     assert code == 0
     subprocess.run(["diff", "-r", tmp_path / "rsync", tmp_path / "export"], check=True)
     want, got = stat_tree(tmp_path / "rsync"), stat_tree(tmp_path / "export")
-    assert sum(1 for is_dir, _, _ in got.values() if not is_dir) > 20
+    assert sum(1 for is_dir, _, _, _ in got.values() if not is_dir) > 20
     assert got == want
+    return {mode for _, _, _, mode in got.values()}
 
 
 # --- incremental -----------------------------------------------------------------------------

@@ -45,12 +45,12 @@ def test_listing_and_sizes_decode_nothing_and_match_content(tree):
     files = [n for n in walk(ns) if n.kind == FILE]
     assert ns.decodes == 0
     for node in files:
-        assert node.mode & 0o777 == 0o444 and node.blocks == -(-node.size // 512)
+        assert ns.mode(node) & 0o7777 == 0o644 and node.blocks == -(-node.size // 512)
         assert len(ns.read(node.ino)) == node.size
     assert ns.decodes == sum(1 for n in files if n.name.endswith(".png"))
     for node in walk(ns):
         if node.is_dir:
-            assert node.mode & 0o777 == 0o555
+            assert ns.mode(node) & 0o7777 == 0o755
 
 
 def test_inodes_are_unique_and_stable_across_instances(tree):

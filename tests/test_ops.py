@@ -51,7 +51,7 @@ def test_lookup_getattr_readdir_open_read(ops, monkeypatch):
         return day, b
 
     day, b = run(go)
-    assert day.st_mode & 0o777 == 0o555 and b.st_uid == 1234 and b.st_gid == 5678
+    assert day.st_mode & 0o777 == 0o755 and b.st_uid == 1234 and b.st_gid == 5678
     entries = listing(ops, b.st_ino, monkeypatch)
     names = [n for n, _, _ in entries]
     assert names == sorted(names) and names[-2:] == ["adc.csv", "hdr.json"]
@@ -61,7 +61,7 @@ def test_lookup_getattr_readdir_open_read(ops, monkeypatch):
         out = {}
         for name, ino, _ in entries:
             attr = await ops.getattr(ino, None)
-            assert attr.st_mode & 0o777 == 0o444 and attr.entry_timeout > 60
+            assert attr.st_mode & 0o777 == 0o644 and attr.entry_timeout > 60
             fi = await ops.open(ino, os.O_RDONLY, None)
             assert fi.keep_cache
             data = b""
@@ -133,6 +133,7 @@ def test_missing_names_and_decode_counter(ops):
             await ops.getxattr(ROOT_INO, b"user.other", None)
         st = await ops.statfs(None)
         assert st.f_namemax == 255
+        assert (st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree) == (0, 0, 0, 0, 0)
 
     run(go)
 

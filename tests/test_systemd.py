@@ -1,8 +1,9 @@
 """The systemd units in systemd/ and scripts/install-systemd.
 
 `systemd-analyze verify` checks the unit files (syntax, unit name against
-Where=, executables exist).  The units name /usr/local/bin/ifcbfs, so they are
-verified as installed by `scripts/install-systemd --prefix TMP --bin BIN`.
+Where=, executables exist).  The units name /usr/local/bin/ifcbfs (where
+scripts/install links the command), so they are verified as installed by
+`scripts/install-systemd --prefix TMP --bin BIN`.
 """
 
 import os
@@ -184,8 +185,7 @@ def test_install_writes_files_with_rewritten_paths(installed):
     example = installed.confdir / "example.conf"
     assert example.read_text() == (UNITS / "ifcbfs.conf.example").read_text()
 
-    link = installed.prefix / "usr/local/bin/ifcbfs"
-    assert link.is_symlink() and Path(os.readlink(link)) == installed.bin
+    assert not (installed.prefix / "usr").exists()  # the command on PATH is scripts/install's
 
     shipped_conf = settings(example.read_text())
     assert {"SOURCE", "MOUNTPOINT", "OPTIONS"} <= set(shipped_conf)
@@ -211,6 +211,29 @@ def test_install_is_idempotent(installed):
             assert after[path] == data, path
     assert after[example].endswith(b"# local edit\n")   # an existing config is kept
     assert not re.search(r"^install-systemd: (installed|linked) ", result.stdout, re.M), result.stdout
+
+
+def test_without_bin_it_uses_the_installed_command(tmp_path):
+    """/usr/local/bin/ifcbfs (scripts/install's link) if there, else ifcbfs on PATH, else a
+    clear error that names scripts/install."""
+    system = Path("/usr/local/bin/ifcbfs")
+    stubdir = tmp_path / "stub"
+    stubdir.mkdir()
+    (stubdir / "ifcbfs").write_text("#!/bin/sh\nexit 0\n")
+    (stubdir / "ifcbfs").chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path / 'empty'}:/usr/bin:/bin")
+    args = [str(INSTALL), "--prefix", str(tmp_path / "root"), "--fusermount", "/bin/true"]
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    if os.access(system, os.X_OK):
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and "run scripts/install first" in result.stderr
+        env["PATH"] = f"{stubdir}:{env['PATH']}"
+        result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+    unit = (tmp_path / "root/etc/systemd/system" / TEMPLATE).read_text()
+    want = system if os.access(system, os.X_OK) else stubdir / "ifcbfs"
+    assert f"\nExecStart={want} ${{SOURCE}}" in unit
 
 
 def test_install_refuses_bad_arguments(tmp_path):

@@ -51,6 +51,7 @@ class Options:
     gid: int = 0
     cache_size: int = 256 << 20
     bin_cache: int = 64 << 20  # bytes of loaded bin models kept (an estimate; see Bin.footprint)
+    umask: int = 0o022  # permission bits taken away: files 0644 and folders 0755, as an export writes them
     stitch: str = "on"  # one of core.bin.STITCH_MODES
 
     @property
@@ -84,7 +85,8 @@ class Node:
 
     @property
     def mode(self) -> int:
-        return stat.S_IFDIR | 0o555 if self.is_dir else stat.S_IFREG | 0o444
+        """Type and permissions before the mount's umask (writes fail with EROFS all the same)."""
+        return stat.S_IFDIR | 0o777 if self.is_dir else stat.S_IFREG | 0o666
 
     @property
     def blocks(self) -> int:
@@ -171,6 +173,10 @@ class Namespace:
         while len(self._listings) > LISTINGS_KEPT:
             self._listings.popitem(last=False)
         return nodes
+
+    def mode(self, node: Node) -> int:
+        """The st_mode shown for a node: its type and permissions less the `umask` option."""
+        return node.mode & ~self.options.umask
 
     def is_loaded(self, ino: int) -> bool:
         """True when answering about `ino` reads nothing from the source."""

@@ -94,7 +94,7 @@ class Operations(pyfuse3.Operations):
         attr = pyfuse3.EntryAttributes()
         attr.st_ino = node.ino
         attr.entry_timeout = attr.attr_timeout = TIMEOUT
-        attr.st_mode = node.mode
+        attr.st_mode = self.ns.mode(node)
         attr.st_nlink = 1
         attr.st_uid, attr.st_gid = self.uid, self.gid
         attr.st_size = node.size
@@ -209,12 +209,12 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def statfs(self, ctx):
+        """No capacity, as proc and sysfs report it: generated files fill nothing, so df shows
+        0 blocks and '-' for use, never 100 % full (and it costs nothing on a huge tree)."""
         st = pyfuse3.StatvfsData()
         st.f_bsize = st.f_frsize = 512
-        st.f_blocks = 0  # generated files take no space (and a full filesystem would alarm df)
-        st.f_bfree = st.f_bavail = 0
-        st.f_files = len(self.ns.nodes)
-        st.f_ffree = st.f_favail = 0
+        st.f_blocks = st.f_bfree = st.f_bavail = 0
+        st.f_files = st.f_ffree = st.f_favail = 0
         st.f_namemax = 255
         return st
 

@@ -13,10 +13,13 @@
 # Exports IFCBFS_ROOT (repository root), IFCBFS_VENV (the virtualenv) and puts
 # "$IFCBFS_VENV/bin" first in PATH.
 #
-# Environment knobs:
+# Knobs (environment, or shell variables set before sourcing):
 #   IFCBFS_PYTHON       interpreter used to create .venv (default: python3 on
 #                       PATH if usable, else /usr/bin/python3)
 #   IFCBFS_SKIP_APT=1   do not check or install Debian packages
+#   IFCBFS_SETUP_STEPS=system
+#                       only the system packages and /dev/fuse (scripts/install
+#                       makes a virtualenv of its own); no .venv, PATH unchanged
 
 IFCBFS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 IFCBFS_VENV="$IFCBFS_ROOT/.venv"
@@ -178,21 +181,25 @@ _ifcbfs_setup() {
     if command -v flock >/dev/null 2>&1 && exec {lock_fd}<"${BASH_SOURCE[0]}"; then
         flock -w 900 "$lock_fd" || true
     fi
-    { _ifcbfs_setup_apt && _ifcbfs_setup_fuse && _ifcbfs_setup_venv && _ifcbfs_setup_install; } || rc=$?
+    if [ "${IFCBFS_SETUP_STEPS:-all}" = system ]; then
+        { _ifcbfs_setup_apt && _ifcbfs_setup_fuse; } || rc=$?
+    else
+        { _ifcbfs_setup_apt && _ifcbfs_setup_fuse && _ifcbfs_setup_venv && _ifcbfs_setup_install; } || rc=$?
+    fi
     if [ -n "$lock_fd" ]; then
         exec {lock_fd}<&-
     fi
     return "$rc"
 }
 
-if _ifcbfs_setup; then
+if ! _ifcbfs_setup; then
+    _ifcbfs_say "setup failed; see above"
+    return 1
+elif [ "${IFCBFS_SETUP_STEPS:-all}" != system ]; then
     case ":$PATH:" in
         "$IFCBFS_VENV/bin:"*) ;;
         *) PATH="$IFCBFS_VENV/bin:$PATH" ;;
     esac
     export PATH
     unset PYTHONHOME
-else
-    _ifcbfs_say "setup failed; see above"
-    return 1
 fi
