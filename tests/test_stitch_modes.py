@@ -193,7 +193,7 @@ def test_namespace_shows_stitching_as_a_folder_of_the_bin(synth_i):
     stem = info["bin_id"]
     b = ns.lookup(ROOT_INO, stem)
     folder = ns.lookup(b.ino, QC_FOLDER)
-    assert folder.kind == SUB and folder.is_dir and folder.mode & 0o777 == 0o555
+    assert folder.kind == SUB and folder.is_dir and ns.mode(folder) & 0o777 == 0o755
     assert folder.ino == b.ino | Bin.folder_code(QC_FOLDER) and folder.parent is b
     assert folder.mtime_ns == b.mtime_ns
     assert not any("/" in name for name in ns.children(b.ino))
