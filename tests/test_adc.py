@@ -127,6 +127,11 @@ def test_lines_that_do_not_parse_are_skipped_never_fatal():
     assert adc.skipped == 6 and adc.n_triggers == 3
 
 
+def test_a_trigger_of_more_digits_than_python_converts_is_a_skipped_line():
+    adc = parse_adc(("9" * 5000 + "," + v2(1, 1, 1, 1, 1, 0)[2:] + "\n" + v2(2, 1, 1, 1, 1, 0) + "\n").encode(), "v2")
+    assert adc.n_triggers == 1 and adc.skipped == 1 and [r.trigger for r in adc.rois] == [2]
+
+
 def test_nonnegative_coordinates_are_not_required():
     # x and y only place a ROI on the camera frame; the SPEC asks only that they are integers
     adc = parse_adc((v2(1, -3, -4, 5, 6, 0) + "\n").encode(), "v2")

@@ -108,16 +108,13 @@ def parse_adc(data: bytes, schema: str) -> Adc:
             skipped += 1  # cut before the field after the start byte: still being written
             continue
         first = fields[0]
-        if not first.isdigit():
-            try:
-                if "_" in first:  # int() takes '1_000'; an integer in a CSV file is digits only
-                    raise ValueError(first)
-                trigger = int(first)
-            except ValueError:
-                skipped += 1
-                continue
-        else:
-            trigger = int(first)
+        try:
+            if "_" in first:  # int() takes '1_000'; an integer in a CSV file is digits only
+                raise ValueError(first)
+            trigger = int(first)  # ValueError too past 4300 digits (sys.get_int_max_str_digits)
+        except ValueError:
+            skipped += 1
+            continue
         if number != last:  # an unterminated line may still grow: no row until its newline
             row = f"{number},{line}"
             rows.append(row)
