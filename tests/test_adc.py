@@ -132,6 +132,16 @@ def test_a_trigger_of_more_digits_than_python_converts_is_a_skipped_line():
     assert adc.n_triggers == 1 and adc.skipped == 1 and [r.trigger for r in adc.rois] == [2]
 
 
+def test_fields_gives_columns_of_the_rows_and_none_for_short_lines():
+    lines = [v1(1, 1, 2, 3, 4, 0), "2,0.5,0.25", "garbage", v1(3, 5, 6, 7, 8, 12, trailing=False)]
+    adc = parse_adc(("\r\n".join(lines) + "\r\n").encode(), "v1")
+    assert adc.fields(0) == [("1",), ("2",), ("3",)]
+    assert adc.fields(7, 8, 0) == [("0.5", "0.0625", "1"), None, ("0.5", "0.0625", "3")]
+    assert adc.fields(14) == [("0",), None, ("0",)]   # the empty field after a trailing comma is not one
+    assert adc.fields(15) == [None, None, None]
+    assert parse_adc(b"", "v2").fields(1, 23) == []
+
+
 def test_nonnegative_coordinates_are_not_required():
     # x and y only place a ROI on the camera frame; the SPEC asks only that they are integers
     adc = parse_adc((v2(1, -3, -4, 5, 6, 0) + "\n").encode(), "v2")

@@ -57,6 +57,16 @@ class Adc:
         """The canonical `adc.csv` (SPEC section 7): header row, then one row per ADC line."""
         return ("\n".join(self.rows) + "\n").encode("ascii")
 
+    def fields(self, *indexes: int) -> list[tuple[str, ...] | None]:
+        """Per ADC line with an adc.csv row, in order: its fields at `indexes` (0-based, as in the
+        ADC file) as text, or None when the line is shorter. For metrics: no second CSV parser."""
+        top = max(indexes) + 1  # a row starts with its line number, so field i is part i + 1
+        out: list[tuple[str, ...] | None] = []
+        for row in self.rows[1:]:
+            parts = row.split(",", top + 1)
+            out.append(tuple(parts[i + 1] for i in indexes) if len(parts) > top else None)
+        return out
+
 
 _BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes, but the newline (ASCII)
 
