@@ -132,14 +132,15 @@ def test_a_trigger_of_more_digits_than_python_converts_is_a_skipped_line():
     assert adc.n_triggers == 1 and adc.skipped == 1 and [r.trigger for r in adc.rois] == [2]
 
 
-def test_fields_gives_columns_of_the_rows_and_none_for_short_lines():
+def test_columns_of_the_rows_or_none_when_a_line_is_short():
     lines = [v1(1, 1, 2, 3, 4, 0), "2,0.5,0.25", "garbage", v1(3, 5, 6, 7, 8, 12, trailing=False)]
     adc = parse_adc(("\r\n".join(lines) + "\r\n").encode(), "v1")
-    assert adc.fields(0) == [("1",), ("2",), ("3",)]
-    assert adc.fields(7, 8, 0) == [("0.5", "0.0625", "1"), None, ("0.5", "0.0625", "3")]
-    assert adc.fields(14) == [("0",), None, ("0",)]   # the empty field after a trailing comma is not one
-    assert adc.fields(15) == [None, None, None]
-    assert parse_adc(b"", "v2").fields(1, 23) == []
+    assert adc.columns(0) == [["1", "2", "3"]] and adc.columns(0, 1) == [["1", "2", "3"], ["0.12345", "0.5", "0.12345"]]
+    assert adc.columns(7, 0) is None                  # line 2 has no field 7
+    full = parse_adc((v1(1, 1, 2, 3, 4, 0) + "\n" + v1(3, 5, 6, 7, 8, 12, trailing=False) + "\n").encode(), "v1")
+    assert full.columns(8, 7, 0) == [["0.0625", "0.0625"], ["0.5", "0.5"], ["1", "3"]]
+    assert full.columns(14) == [["0", "0"]] and full.columns(15) is None   # a trailing comma is no field
+    assert parse_adc(b"", "v2").columns(1, 23) == [[], []]
 
 
 def test_nonnegative_coordinates_are_not_required():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 V1_COLUMNS = (
@@ -57,15 +58,18 @@ class Adc:
         """The canonical `adc.csv` (SPEC section 7): header row, then one row per ADC line."""
         return ("\n".join(self.rows) + "\n").encode("ascii")
 
-    def fields(self, *indexes: int) -> list[tuple[str, ...] | None]:
-        """Per ADC line with an adc.csv row, in order: its fields at `indexes` (0-based, as in the
-        ADC file) as text, or None when the line is shorter. For metrics: no second CSV parser."""
+    def columns(self, *indexes: int) -> list[list[str]] | None:
+        """The fields at `indexes` (0-based, as in the ADC file) of every ADC line with an adc.csv
+        row, as text columns in file order; None when a line is shorter. For metrics: one parser."""
         top = max(indexes) + 1  # a row starts with its line number, so field i is part i + 1
-        out: list[tuple[str, ...] | None] = []
-        for row in self.rows[1:]:
-            parts = row.split(",", top + 1)
-            out.append(tuple(parts[i + 1] for i in indexes) if len(parts) > top else None)
-        return out
+        get = itemgetter(*(i + 1 for i in indexes))
+        try:
+            picked = [get(row.split(",", top + 1)) for row in self.rows[1:]]
+        except IndexError:  # a line too short
+            return None
+        if len(indexes) == 1:
+            return [picked]
+        return [list(column) for column in zip(*picked)] or [[] for _ in indexes]
 
 
 _BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes, but the newline (ASCII)

@@ -50,12 +50,20 @@ def _float(text: str) -> float:
         return NAN
 
 
+def _floats(texts: list[str]) -> list[float]:
+    """A column of ADC fields as floats (all at once in the usual case where all are numbers)."""
+    try:
+        if "_" not in "".join(texts):
+            return list(map(float, texts))
+    except ValueError:
+        pass
+    return [_float(text) for text in texts]
+
+
 def _columns(adc: Adc | None, *indexes: int) -> list[list[float]] | None:
     """The ADC fields at `indexes` as float columns; None when a line is too short to hold them."""
-    lines = adc.fields(*indexes) if adc is not None else []
-    if any(line is None for line in lines):
-        return None
-    return [[_float(line[k]) for line in lines] for k in range(len(indexes))]
+    columns = adc.columns(*indexes) if adc is not None else [[] for _ in indexes]
+    return [_floats(column) for column in columns] if columns is not None else None
 
 
 def min_gap(bin_id: BinId) -> float:
@@ -82,13 +90,14 @@ def adc_times_v1(triggers: Sequence[int], opens: Sequence[float], grabs: Sequenc
     return Times(run, run - look)
 
 
-def _mode(values: Sequence[float]) -> float:
-    """The most common value, the smallest of a tie; NaN when there is none."""
-    counts = Counter(values)
+def _step(diffs: Sequence[float]) -> float:
+    """The most common of `diffs` rounded to 4 decimals, the smallest of a tie; NaN when there is
+    none. Rounded as numpy rounds: scaled by 10^4, to the nearest integer (half to even)."""
+    counts = Counter(map(round, filter(math.isfinite, [d * 10000.0 for d in diffs])))
     if not counts:
         return NAN
     top = max(counts.values())
-    return min(v for v, c in counts.items() if c == top)
+    return min(v for v, c in counts.items() if c == top) / 10000.0
 
 
 def _median(values: Sequence[float]) -> float:
@@ -99,12 +108,6 @@ def _median(values: Sequence[float]) -> float:
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def _round4(value: float) -> float:
-    """Rounded to 4 decimals as numpy does it (scale, round half even, unscale)."""
-    scaled = value * 10000.0
-    return round(scaled) / 10000.0 if math.isfinite(scaled) else scaled / 10000.0
-
-
 def adc_times_v2(adc_time: Sequence[float], run_time: Sequence[float], inhibit: Sequence[float]) -> Times | None:
     """The D-style ADC estimate (ifcb-analysis IFCB_volume_analyzed_fromADC, Nov 2022)."""
     n = len(inhibit)
@@ -112,7 +115,7 @@ def adc_times_v2(adc_time: Sequence[float], run_time: Sequence[float], inhibit: 
         return None
     good = [0] + [i for i in range(1, n) if inhibit[i] > 0 and -0.1 < inhibit[i] - inhibit[i - 1] < 5]
     diffs = [inhibit[j] - inhibit[i] for i, j in zip(good, good[1:])]
-    step = _mode([_round4(d) for d in diffs if math.isfinite(d)])
+    step = _step(diffs)
     run_offset = inhibit_offset = 0.0
     if run_time[1] - adc_time[1] > 10:  # the clocks carry an offset
         run_offset = run_time[1] - adc_time[1]
@@ -192,7 +195,7 @@ def _ratio(top: float | int | None, bottom: float | None) -> float | None:
 def bin_metrics(bin_id: BinId, header: dict, adc: Adc | None, pairs: Sequence[tuple[int, int]]) -> dict:
     """Every key of SPEC section 8 for one bin: `adc` is None when the bin has no `.adc`, `pairs`
     are its stitched pairs as (first, second) targets (stitch.find_pairs; none when unstitched)."""
-    triggers = [int(line[0]) for line in adc.fields(0)] if adc is not None else []
+    triggers = list(map(int, adc.columns(0)[0])) if adc is not None else []  # rows have integer triggers
     if bin_id.style == "I":
         columns = _columns(adc, 7, 8)
         estimate = adc_times_v1(triggers, *columns, min_gap(bin_id)) if columns else None
