@@ -174,16 +174,16 @@ def test_header_keys_match_without_case_and_the_v2_legacy_line_counts():
 
 
 @pytest.mark.parametrize("header, adc, times, rule", [
-    (Times(100.0, 10.0), Times(100.5, 10.1), Times(100.0, 10.0), "header"),
-    (Times(98.0, 10.2), Times(100.0, 10.0), Times(98.0, 10.2), "header"),   # 0.98 and 1.02 are in
-    (Times(110.0, 10.0), Times(100.0, 10.0), Times(100.0, 10.0), "adc run time, header inhibit time"),
-    (Times(100.0, 12.0), Times(100.0, 10.0), Times(100.0, 10.0), "header run time, adc inhibit time"),
-    (Times(100.0, 7.0), Times(90.0, 10.0), Times(90.0, 10.0), "adc"),
-    (Times(100.0, 0.5), Times(100.0, 0.0), Times(100.0, 0.0), "header run time, adc inhibit time"),  # x/0
-    (Times(100.0, 0.0), Times(100.0, 0.0), Times(100.0, 0.0), "header"),   # 0/0 is not a number
-    (Times(100.0, 1.0), Times(math.nan, 9.0), Times(100.0, 9.0), "header run time, adc inhibit time"),
-    (Times(100.0, 1.0), None, Times(100.0, 1.0), "header"),
-    (None, Times(100.0, 1.0), Times(100.0, 1.0), "adc"),
+    (Times.of(100.0, 10.0), Times.of(100.5, 10.1), Times.of(100.0, 10.0), "header"),
+    (Times.of(98.0, 10.2), Times.of(100.0, 10.0), Times.of(98.0, 10.2), "header"),   # 0.98 and 1.02 are in
+    (Times.of(110.0, 10.0), Times.of(100.0, 10.0), Times.of(100.0, 10.0), "adc run time, header inhibit time"),
+    (Times.of(100.0, 12.0), Times.of(100.0, 10.0), Times.of(100.0, 10.0), "header run time, adc inhibit time"),
+    (Times.of(100.0, 7.0), Times.of(90.0, 10.0), Times.of(90.0, 10.0), "adc"),
+    (Times.of(100.0, 0.5), Times.of(100.0, 0.0), Times.of(100.0, 0.0), "header run time, adc inhibit time"),  # x/0
+    (Times.of(100.0, 0.0), Times.of(100.0, 0.0), Times.of(100.0, 0.0), "header"),   # 0/0 is not a number
+    (Times.of(100.0, 1.0), Times.of(math.nan, 9.0), Times.of(100.0, 9.0), "header run time, adc inhibit time"),
+    (Times.of(100.0, 1.0), None, Times.of(100.0, 1.0), "header"),
+    (None, Times.of(100.0, 1.0), Times.of(100.0, 1.0), "adc"),
     (None, None, None, None),
 ])
 def test_the_header_adc_ratio_rule_replaces_run_and_inhibit_separately(header, adc, times, rule):

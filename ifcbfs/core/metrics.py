@@ -26,14 +26,17 @@ KEYS = ("ml_analyzed", "ml_analyzed_adc", "ml_analyzed_header", "ml_analyzed_rul
 
 
 class Times(NamedTuple):
-    """Run time and inhibit time of a sample, seconds; look time is what the camera watched."""
+    """Run, inhibit and look time of a sample, seconds: the camera watched for run - inhibit.
+
+    All three are kept, as each estimate computes two and derives the third."""
 
     run: float
     inhibit: float
+    look: float
 
-    @property
-    def look(self) -> float:
-        return self.run - self.inhibit
+    @classmethod
+    def of(cls, run: float, inhibit: float) -> "Times":
+        return cls(run, inhibit, run - inhibit)
 
     @property
     def ml(self) -> float:
@@ -87,7 +90,7 @@ def adc_times_v1(triggers: Sequence[int], opens: Sequence[float], grabs: Sequenc
         step = next_open - grab
         total += gap if step < gap else step
     look = run - total - gap
-    return Times(run, run - look)
+    return Times(run, run - look, look)
 
 
 def _step(diffs: Sequence[float]) -> float:
@@ -130,7 +133,7 @@ def adc_times_v2(adc_time: Sequence[float], run_time: Sequence[float], inhibit: 
     run2 = adc_time[-1] + _median(offsets) - run_offset
     if abs(run - run2) > 0.2:
         run = run2
-    return Times(run, inhibit_total)
+    return Times.of(run, inhibit_total)
 
 
 def header_times(header: dict) -> Times | None:
@@ -145,7 +148,7 @@ def header_times(header: dict) -> Times | None:
                 found.pop(name, None)
     if "runtime" not in found or "inhibittime" not in found:
         return None
-    return Times(found["runtime"], found["inhibittime"])
+    return Times.of(found["runtime"], found["inhibittime"])
 
 
 def _to_float(value: int | float) -> float:
@@ -172,10 +175,11 @@ def choose(header: Times | None, adc: Times | None) -> tuple[Times | None, str |
         return header, "header"
     run_from = "adc" if _replaced(header.run, adc.run) else "header"
     inhibit_from = "adc" if _replaced(header.inhibit, adc.inhibit) else "header"
-    times = Times(adc.run if run_from == "adc" else header.run,
-                  adc.inhibit if inhibit_from == "adc" else header.inhibit)
-    rule = run_from if run_from == inhibit_from else f"{run_from} run time, {inhibit_from} inhibit time"
-    return times, rule
+    if run_from == inhibit_from:
+        return (adc if run_from == "adc" else header), run_from
+    times = Times.of(adc.run if run_from == "adc" else header.run,
+                     adc.inhibit if inhibit_from == "adc" else header.inhibit)
+    return times, f"{run_from} run time, {inhibit_from} inhibit time"
 
 
 def _finite(value: float | None) -> float | None:
