@@ -62,6 +62,8 @@ def test_real_bins_match_the_established_tools(ifcb_data, expected):
             assert doc["ml_analyzed_rule"] == RULES.get(name, "header"), name
             if group == "bins":
                 assert doc["stitched"] == expected["bins"][name]["stitched_pairs"]
+            else:   # a bin without .roi still has its pairs: they come from the ADC
+                assert doc["stitched"] == ([[3, 4]] if name == "no-roi" else [])
             checked.append(name)
     on_disk = [p.name for g in ("bins", "odd") for p in (ifcb_data / g).iterdir() if p.is_dir()]
     assert sorted(checked) == sorted(on_disk)
