@@ -127,6 +127,22 @@ def test_lines_that_do_not_parse_are_skipped_never_fatal():
     assert adc.skipped == 6 and adc.n_triggers == 3
 
 
+def test_a_trigger_of_more_digits_than_python_converts_is_a_skipped_line():
+    adc = parse_adc(("9" * 5000 + "," + v2(1, 1, 1, 1, 1, 0)[2:] + "\n" + v2(2, 1, 1, 1, 1, 0) + "\n").encode(), "v2")
+    assert adc.n_triggers == 1 and adc.skipped == 1 and [r.trigger for r in adc.rois] == [2]
+
+
+def test_columns_of_the_rows_or_none_when_a_line_is_short():
+    lines = [v1(1, 1, 2, 3, 4, 0), "2,0.5,0.25", "garbage", v1(3, 5, 6, 7, 8, 12, trailing=False)]
+    adc = parse_adc(("\r\n".join(lines) + "\r\n").encode(), "v1")
+    assert adc.columns(0) == [["1", "2", "3"]] and adc.columns(0, 1) == [["1", "2", "3"], ["0.12345", "0.5", "0.12345"]]
+    assert adc.columns(7, 0) is None                  # line 2 has no field 7
+    full = parse_adc((v1(1, 1, 2, 3, 4, 0) + "\n" + v1(3, 5, 6, 7, 8, 12, trailing=False) + "\n").encode(), "v1")
+    assert full.columns(8, 7, 0) == [["0.0625", "0.0625"], ["0.5", "0.5"], ["1", "3"]]
+    assert full.columns(14) == [["0", "0"]] and full.columns(15) is None   # a trailing comma is no field
+    assert parse_adc(b"", "v2").columns(1, 23) == [[], []]
+
+
 def test_nonnegative_coordinates_are_not_required():
     # x and y only place a ROI on the camera frame; the SPEC asks only that they are integers
     adc = parse_adc((v2(1, -3, -4, 5, 6, 0) + "\n").encode(), "v2")

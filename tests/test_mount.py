@@ -78,13 +78,17 @@ def test_attributes_match_bytes_read_and_source(real_mount, ifcb_data):
     assert doc["bin_id"] == "D20220101T221311_IFCB114" and doc["schema"] == "v2" and doc["instrument"] == 114
     assert doc["n_images"] == len(list(bin_dir.glob("*.png")))
     assert (bin_dir / "adc.csv").read_text().startswith("roi_number,trigger,adcTime,")
+    assert doc["ml_analyzed_rule"] == "header" and doc["n_images_adc"] == 255
+    # the raw header, bytes unchanged (CRLF and all), as cmp sees it
+    subprocess.run(["cmp", str(bin_dir / "D20220101T221311_IFCB114.hdr"), str(source[0])], check=True)
 
 
 def test_odd_bins_are_listed_and_read_in_full(real_mount):
     odd = real_mount.path / "odd"
     for path in files_under(odd):
         assert len(path.read_bytes()) == path.stat().st_size
-    assert sorted(p.name for p in (odd / "no-roi" / "IFCB5_2012_028_081515").iterdir()) == ["adc.csv", "hdr.json"]
+    assert sorted(p.name for p in (odd / "no-roi" / "IFCB5_2012_028_081515").iterdir()) == [
+        "IFCB5_2012_028_081515.hdr", "adc.csv", "hdr.json"]
 
 
 def test_every_write_is_refused_with_erofs(real_mount):

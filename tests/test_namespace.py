@@ -35,8 +35,8 @@ def test_mirror_tree_shows_folders_that_lead_to_bins(tree):
     for b in bins:
         names = list(ns.children(b.ino))
         assert names == sorted(names)
-        assert names[-2:] == ["adc.csv", "hdr.json"]
-        assert all(n.endswith(".png") and n.startswith(b.name + "_") for n in names[:-2])
+        assert names[-2:] == ["adc.csv", "hdr.json"] and names[0] == f"{b.name}.hdr"
+        assert all(n.endswith(".png") and n.startswith(b.name + "_") for n in names[1:-2])
 
 
 def test_listing_and_sizes_decode_nothing_and_match_content(tree):

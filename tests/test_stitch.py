@@ -232,7 +232,7 @@ def test_d_style_bins_are_never_stitched(tmp_path):
     rois = [roi(1, 0, 0, 40, 30), roi(2, 20, 10, 40, 30), roi(3, 0, 0, 8, 8, trigger=2)]
     b = write_bin(tmp_path, "D20130526T095207_IFCB013", rois)
     assert [e.name for e in b.entries] == [
-        "D20130526T095207_IFCB013_00001.png", "D20130526T095207_IFCB013_00002.png",
+        "D20130526T095207_IFCB013.hdr", "D20130526T095207_IFCB013_00001.png", "D20130526T095207_IFCB013_00002.png",
         "D20130526T095207_IFCB013_00003.png", "adc.csv", "hdr.json"]
     assert [(im.width, im.height, len(im.parts)) for im in b.images] == [(40, 30, 1), (40, 30, 1), (8, 8, 1)]
 
@@ -241,7 +241,8 @@ def test_i_style_bins_are_stitched(tmp_path):
     rois = [roi(1, 0, 0, 40, 30), roi(2, 20, 10, 40, 30), roi(3, 0, 0, 8, 8, trigger=2)]
     b = write_bin(tmp_path, "IFCB5_2012_028_081515", rois)
     assert [e.name for e in b.entries] == [
-        "IFCB5_2012_028_081515_00001.png", "IFCB5_2012_028_081515_00003.png", "adc.csv", "hdr.json"]
+        "IFCB5_2012_028_081515.hdr", "IFCB5_2012_028_081515_00001.png", "IFCB5_2012_028_081515_00003.png",
+        "adc.csv", "hdr.json"]
     first = b.images[0]
     assert (first.width, first.height) == (60, 40)
     path = b.files.roi.path

@@ -119,7 +119,7 @@ def test_a_chain_serves_its_first_target_with_its_raw_and_gap(tmp_path):
     b = Bin.load(write_bin(tmp_path, I_ID, rois).files, "qc")
     assert b.pairs == [(1, 2), (2, 3)]
     assert [e.name for e in b.entries] == [
-        f"{I_ID}_00001.png", f"{I_ID}_00004.png", "adc.csv", "hdr.json",
+        f"{I_ID}.hdr", f"{I_ID}_00001.png", f"{I_ID}_00004.png", "adc.csv", "hdr.json",
         f"stitching/{I_ID}_00001_gap.png", f"stitching/{I_ID}_00001_raw.png"]
     assert check_qc(b) == 1
 
@@ -136,6 +136,10 @@ def test_off_serves_every_roi_as_cut(tmp_path):
         assert decode(off.read(f"{I_ID}_{target:05d}.png")) == ((w, h), pixels)
     assert json.loads(off.read("hdr.json"))["n_images"] == 6
     assert json.loads(on.read("hdr.json"))["n_images"] == 3
+    # the metrics count what the mode serves as particles: a stitched pair once, or every ROI
+    off_doc, on_doc = json.loads(off.read("hdr.json")), json.loads(on.read("hdr.json"))
+    assert (off_doc["stitched"], off_doc["n_images_adc"]) == ([], 6)
+    assert (on_doc["stitched"], on_doc["n_images_adc"]) == ([[1, 2], [2, 3], [5, 6]], 3)
 
 
 def test_d_style_bins_are_the_same_in_every_mode(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 V1_COLUMNS = (
@@ -57,6 +58,19 @@ class Adc:
         """The canonical `adc.csv` (SPEC section 7): header row, then one row per ADC line."""
         return ("\n".join(self.rows) + "\n").encode("ascii")
 
+    def columns(self, *indexes: int) -> list[list[str]] | None:
+        """The fields at `indexes` (0-based, as in the ADC file) of every ADC line with an adc.csv
+        row, as text columns in file order; None when a line is shorter. For metrics: one parser."""
+        top = max(indexes) + 1  # a row starts with its line number, so field i is part i + 1
+        get = itemgetter(*(i + 1 for i in indexes))
+        try:
+            picked = [get(row.split(",", top + 1)) for row in self.rows[1:]]
+        except IndexError:  # a line too short
+            return None
+        if len(indexes) == 1:
+            return [picked]
+        return [list(column) for column in zip(*picked)] or [[] for _ in indexes]
+
 
 _BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes, but the newline (ASCII)
 
@@ -108,16 +122,13 @@ def parse_adc(data: bytes, schema: str) -> Adc:
             skipped += 1  # cut before the field after the start byte: still being written
             continue
         first = fields[0]
-        if not first.isdigit():
-            try:
-                if "_" in first:  # int() takes '1_000'; an integer in a CSV file is digits only
-                    raise ValueError(first)
-                trigger = int(first)
-            except ValueError:
-                skipped += 1
-                continue
-        else:
-            trigger = int(first)
+        try:
+            if "_" in first:  # int() takes '1_000'; an integer in a CSV file is digits only
+                raise ValueError(first)
+            trigger = int(first)  # ValueError too past 4300 digits (sys.get_int_max_str_digits)
+        except ValueError:
+            skipped += 1
+            continue
         if number != last:  # an unterminated line may still grow: no row until its newline
             row = f"{number},{line}"
             rows.append(row)

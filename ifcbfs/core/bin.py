@@ -16,6 +16,7 @@ from . import adc as adc_mod
 from .errors import ImageMissing
 from .hdr import parse_hdr
 from .ids import timestamp_iso
+from .metrics import bin_metrics
 from .png import encode_png, png_size
 from .roi import read_pixels
 from .source import BinFiles, SourceFile
@@ -51,7 +52,7 @@ class Entry(NamedTuple):
 
 # Entry codes: the kind of file in the high bits, a number (a target) in the low ones.
 KIND_SHIFT = 20
-CODE_HDR_JSON, CODE_ADC_CSV = 1, 2
+CODE_HDR_JSON, CODE_ADC_CSV, CODE_RAW_HDR = 1, 2, 3
 KIND_IMAGE, KIND_RAW, KIND_GAP = 1, 2, 3
 KIND_FOLDER = 15
 BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
@@ -102,7 +103,7 @@ class Bin:
         self.pairs = plan.pairs  # [] when unstitched: what hdr.json reports as `stitched`
         self.n_triggers = adc.n_triggers if adc else 0
         self.skipped_lines = adc.skipped if adc else 0
-        self.hdr_json = self._hdr_json()
+        self.hdr_json = self._hdr_json(adc)
         stem = str(files.bin_id)
         entries = [Entry(f"{stem}_{im.target:05d}.png", png_size(im.width, im.height), im,
                          KIND_IMAGE << KIND_SHIFT | im.target) for im in images if im.target < 1 << KIND_SHIFT]
@@ -112,6 +113,8 @@ class Bin:
                         for im in images if len(im.parts) == 2 and im.target < 1 << KIND_SHIFT
                         for kind, view in ((KIND_RAW, "raw"), (KIND_GAP, "gap"))]
         entries.append(Entry(HDR_JSON, len(self.hdr_json), None, CODE_HDR_JSON, True))
+        if files.hdr is not None:  # the header file, bytes unchanged (an instrument may rewrite it)
+            entries.append(Entry(f"{stem}.hdr", files.hdr.size, None, CODE_RAW_HDR, True))
         if adc is not None:
             entries.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
         self._index(entries)
@@ -167,11 +170,11 @@ class Bin:
         plan = Plan([], [])
         if files.adc is not None:
             adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema)
-            if files.roi is not None:
-                plan = plan_images(adc.rois, files.roi.size, files.bin_id.style == "I" and stitch != "off")
+            roi_size = files.roi.size if files.roi is not None else 0  # no .roi: no image, pairs still
+            plan = plan_images(adc.rois, roi_size, files.bin_id.style == "I" and stitch != "off")
         return cls(files, header, adc, plan, qc=stitch == "qc")
 
-    def _hdr_json(self) -> bytes:
+    def _hdr_json(self, adc: adc_mod.Adc | None) -> bytes:
         bin_id = self.files.bin_id
         doc = {
             "bin_id": str(bin_id),
@@ -181,6 +184,7 @@ class Bin:
             "n_triggers": self.n_triggers,
             "n_images": len(self.images),
             "header": self.header,
+            **bin_metrics(bin_id, self.header, adc, self.pairs),
         }
         return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
@@ -207,6 +211,8 @@ class Bin:
             data = encode_png(entry.image.width, entry.image.height, self.pixels(entry.image, entry.view))
         elif entry.code == CODE_HDR_JSON:
             data = self.hdr_json
+        elif entry.code == CODE_RAW_HDR:
+            data = _read_source(self.files, self.files.hdr)
         else:
             data = adc_mod.parse_adc(_read_source(self.files, self.files.adc), self.files.bin_id.schema).csv
         if len(data) != entry.size:
