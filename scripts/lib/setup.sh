@@ -26,8 +26,8 @@ IFCBFS_VENV="$IFCBFS_ROOT/.venv"
 export IFCBFS_ROOT IFCBFS_VENV
 
 # Debian packages needed to build pyfuse3, mount, and run the tests.
-# systemd provides systemd-analyze (used to check the unit files).
-_ifcbfs_apt_packages=(fuse3 libfuse3-dev pkg-config python3-venv python3-dev gcc rsync pngcheck systemd)
+# systemd provides systemd-analyze (used to check the unit files); unzip tests the zips.
+_ifcbfs_apt_packages=(fuse3 libfuse3-dev pkg-config python3-venv python3-dev gcc rsync pngcheck unzip systemd)
 
 _ifcbfs_say() { printf 'setup: %s\n' "$*" >&2; }
 
