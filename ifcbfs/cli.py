@@ -285,6 +285,8 @@ def serve(cfg: Config, on_ready) -> int:
         trio.run(main)
     finally:
         pyfuse3.close(unmount=True)
+        if ns.index is not None:
+            ns.index.close()  # what was listed last is written too, for the next mount
     return 0
 
 

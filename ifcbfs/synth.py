@@ -176,7 +176,7 @@ def _i_header(rng, seed) -> list:
 
 def write_bin(folder, bin_id: str, n_triggers: int, seed: int = 0, *, image_fraction: float = 0.5,
               pair_fraction: float = 0.0, mtime: float | None = None, chain_fraction: float = 0.0,
-              crlf: bool = False, lead_bytes: int = 0, sample_number: int = 1) -> dict:
+              crlf: bool = False, lead_bytes: int = 0, sample_number: int = 1, tiny: bool = False) -> dict:
     """Write BIN.hdr/.adc/.roi into folder (created if missing).
 
     About ``image_fraction`` of the triggers have an image; ``pair_fraction`` of those
@@ -185,7 +185,8 @@ def write_bin(folder, bin_id: str, n_triggers: int, seed: int = 0, *, image_frac
     not overlap enough to be a pair.  ``chain_fraction`` of the pairs get a third
     line overlapping the second, giving chained pairs (a, a+1), (a+1, a+2).
     ``lead_bytes`` stray bytes precede the first image.  ``mtime`` (if given) is set
-    on the three files.  The style (ADC schema and header) follows the bin id.
+    on the three files.  The style (ADC schema and header) follows the bin id.  ``tiny``
+    images are 4-15 px a side of plain noise (for archive-scale trees written quickly).
 
     Returns {'bin_id', 'n_triggers', 'n_images' (ADC lines with an image),
     'pairs' [(target_a, target_b), ...] with 1-based ADC line numbers, 'roi_size'}.
@@ -213,13 +214,14 @@ def write_bin(folder, bin_id: str, n_triggers: int, seed: int = 0, *, image_frac
                     if kind != "decoy":
                         pairs += [(len(lines) + i + 1, len(lines) + i + 2) for i in range(len(boxes) - 1)]
                 else:
-                    w, h = _size(rng)
+                    w, h = (4 + rng.randrange(12), 4 + rng.randrange(12)) if tiny else _size(rng)
                     uw, uh, boxes, canvas = w, h, [(0, 0, w, h)], None
                 ox, oy = rng.randrange(CAMERA_W - uw + 1), rng.randrange(CAMERA_H - uh + 1)
             inhibit += 0.0004 + 0.0002 * f()
             for x, y, w, h in boxes or [(0, 0, 0, 0)]:
                 if w:
-                    pix = _crop(canvas, uw, x, y, w, h) if canvas is not None else _image(rng, w, h)
+                    pix = (_crop(canvas, uw, x, y, w, h) if canvas is not None
+                           else rng.randbytes(w * h) if tiny else _image(rng, w, h))
                     roi.write(pix)
                     x, y, start = x + ox, y + oy, offset
                     offset += len(pix)
@@ -261,7 +263,7 @@ def write_dataset(root, n_bins: int = 8, n_triggers: int = 3000, seed: int = 0, 
                   start: str = "2024-06-01T00:00:00", image_fraction: float = 0.5,
                   pair_fraction: float | None = None, mtime: float | None = None, crlf: bool = False,
                   layout: str = "day", d_instrument: int = 124, i_instrument: int = 5,
-                  info: list | None = None) -> list:
+                  info: list | None = None, tiny: bool = False) -> list:
     """Write n_bins bins, 20 minutes apart, under root; return their bin ids in order.
 
     ``style`` is "D", "I" or "mixed" (alternating D and I, starting with D).
@@ -269,7 +271,7 @@ def write_dataset(root, n_bins: int = 8, n_triggers: int = 3000, seed: int = 0, 
     "deep": D bins in ``DYYYY/DYYYYMM/DYYYYMMDD/`` (I bins as "day"); "flat": all in root.
     ``pair_fraction`` defaults to 0.05 for I bins and 0 for D bins.  With ``mtime``
     every written file and folder gets that modification time.  If ``info`` is a
-    list, each bin's write_bin result is appended to it.
+    list, each bin's write_bin result is appended to it.  ``tiny``: see write_bin.
     """
     if style not in ("D", "I", "mixed") or layout not in ("day", "deep", "flat"):
         raise ValueError(f"bad style {style!r} or layout {layout!r}")
@@ -290,7 +292,7 @@ def write_dataset(root, n_bins: int = 8, n_triggers: int = 3000, seed: int = 0, 
             dirs.add(os.path.join(os.fspath(root), *sub[:k]))
         pf = pair_fraction if pair_fraction is not None else (0.05 if s == "I" else 0.0)
         res = write_bin(folder, bin_id, n_triggers, _bin_seed(seed, bin_id), image_fraction=image_fraction,
-                        pair_fraction=pf, mtime=mtime, crlf=crlf, sample_number=i + 1)
+                        pair_fraction=pf, mtime=mtime, crlf=crlf, sample_number=i + 1, tiny=tiny)
         if info is not None:
             info.append(res)
         ids.append(bin_id)

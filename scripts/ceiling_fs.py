@@ -9,7 +9,8 @@ MANIFEST.json lists the folders and files to serve, with their sizes:
      "files": [["2024/D20240601/D20240601T000000_IFCB124/X_00001.png", 12345], ...]}
 
 Every file is served with exactly its listed size; its content is a fixed byte
-pattern built once and sliced per read.  Parent folders of listed files are
+pattern built once and sliced per read, or with --content DIR the bytes of the
+file of the same path under DIR, read into memory at start.  Parent folders of listed files are
 created even when "dirs" omits them.  Nothing is computed per request beyond a
 dict lookup: attributes are built once per inode, entries and attributes are
 cached by the kernel for a long time, and files are opened with keep_cache.
@@ -39,8 +40,9 @@ PATTERN = bytes(range(256))
 class CeilingFS(pyfuse3.Operations):
     """Serves a static tree described by a manifest; all answers are precomputed."""
 
-    def __init__(self, dirs: list[str], files: list[tuple[str, int]]):
+    def __init__(self, dirs: list[str], files: list[tuple[str, int]], content: str | None = None):
         super().__init__()
+        self.data: dict[int, bytes] = {}  # file inode -> its bytes (with --content)
         uid, gid = os.getuid(), os.getgid()
         self.attrs: dict[int, pyfuse3.EntryAttributes] = {}
         self.children: dict[int, list[tuple[bytes, int]]] = {}   # dir inode -> sorted entries
@@ -105,6 +107,11 @@ class CeilingFS(pyfuse3.Operations):
             self.attrs[ino] = make_attr(ino, stat.S_IFREG | 0o444, size, 1)
             self.file_info[ino] = pyfuse3.FileInfo(fh=ino, keep_cache=True)
             max_size = max(max_size, size)
+            if content is not None:
+                with open(os.path.join(content, path), "rb") as f:
+                    self.data[ino] = f.read()
+                if len(self.data[ino]) != size:
+                    raise SystemExit(f"manifest: {path!r} has {len(self.data[ino])} bytes under {content}, not {size}")
 
         for ino, items in entries.items():
             items.sort()
@@ -164,6 +171,8 @@ class CeilingFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR if inode in self.children else errno.ENOENT) from None
 
     async def read(self, fh, off, size):
+        if self.data:
+            return self.data[fh][off:off + size]
         end = min(off + size, self.sizes[fh])
         if off >= end:
             return b""
@@ -171,12 +180,6 @@ class CeilingFS(pyfuse3.Operations):
 
     async def release(self, fh):
         pass
-
-    async def getxattr(self, inode, name, ctx):
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-
-    async def listxattr(self, inode, ctx):
-        return []
 
     async def access(self, inode, mode, ctx):
         return not mode & os.W_OK
@@ -219,10 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("manifest", help='JSON: {"dirs": [path, ...], "files": [[path, size], ...]}')
     p.add_argument("mountpoint")
     p.add_argument("--max-tasks", type=int, default=8, help="pyfuse3 worker tasks (default 8)")
+    p.add_argument("--content", metavar="DIR", help="serve the bytes of the files under DIR (same paths)")
     args = p.parse_args(argv)
 
     dirs, files = load_manifest(args.manifest)
-    ops = CeilingFS(dirs, files)
+    ops = CeilingFS(dirs, files, args.content)
     options = set(pyfuse3.default_options)
     options |= {"fsname=ceilingfs", "subtype=ceilingfs", "ro", "noatime"}
     pyfuse3.init(ops, args.mountpoint, options)
