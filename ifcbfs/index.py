@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import marshal
 import os
-import pickle
 import queue
 import sqlite3
 import threading
@@ -24,7 +24,7 @@ from .core.source import BinFiles
 
 log = logging.getLogger("ifcbfs")
 
-FORMAT = 3  # bumped whenever what a record holds changes
+FORMAT = 4  # bumped whenever what a record holds changes
 QUEUE_SIZE = 4096
 BATCH = 256
 
@@ -128,7 +128,7 @@ class Index:
             self.misses += 1
             return None
         try:
-            model = Bin.from_state(files, pickle.loads(row[1]))
+            model = Bin.from_state(files, marshal.loads(row[1]))
         except Exception:  # a record this version cannot read: parse the bin instead
             self.misses += 1
             return None
@@ -168,7 +168,7 @@ class Index:
             batch = [item for item in batch if item is not None]
             self._writing = False
         try:
-            rows = [(_key(path), ident, pickle.dumps(model.state(), pickle.HIGHEST_PROTOCOL)) for path, ident, model in batch]
+            rows = [(_key(path), ident, marshal.dumps(model.state(), 4)) for path, ident, model in batch]
             with db:
                 db.executemany("INSERT OR REPLACE INTO bins VALUES (?, ?, ?)", rows)
         except Exception as err:  # disk full, read-only, deleted folder: keep serving, stop writing

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ifcbfs.core.adc import COLUMNS, V1_COLUMNS, V2_COLUMNS, Adc, Roi, parse_adc
+from ifcbfs.core.adc import COLUMNS, V1_COLUMNS, V2_COLUMNS, Adc, Roi, _parse_plain, parse_adc, parse_lines
 
 HEADER = {
     "v1": b"roi_number,trigger,processingEndTime,fluorescenceLow,fluorescenceHigh,scatteringLow,"
@@ -237,3 +237,39 @@ def test_structured_lines_only_give_documented_outcomes(lines, schema, eol, fina
         fields = [f.strip() for f in lines[r.target - 1]]
         assert [int(f) for f in fields[ix:ix + 5]] == [r.x, r.y, r.width, r.height, r.start]
         assert int(fields[0]) == r.trigger
+
+
+ALIKE = st.one_of(st.integers(-3, 40).map(str), st.sampled_from(["0", "00", "1.5", "x", "", "99999999", "+7"]))
+
+
+@st.composite
+def alike_lines(draw):
+    """ADC text whose lines all have as many fields (the fast path's case), or nearly so."""
+    width = draw(st.integers(1, 26))
+    rows = draw(st.lists(st.lists(ALIKE, min_size=width, max_size=width), min_size=1, max_size=10))
+    if draw(st.booleans()) and len(rows) > 1:  # one line with another number of fields
+        rows[draw(st.integers(0, len(rows) - 1))].append("5")
+    comma = draw(st.sampled_from(["", ",", "mixed"]))
+    ends = [("," if comma == "," or comma == "mixed" and i % 2 else "") for i in range(len(rows))]
+    eol = draw(st.sampled_from(["\n", "\r\n"]))
+    return "".join(",".join(row) + end + eol for row, end in zip(rows, ends)).encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=alike_lines(), schema=st.sampled_from(["v1", "v2"]))
+def test_the_fast_path_gives_what_parsing_line_by_line_gives(data, schema):
+    fast, slow = _parse_plain(data, schema), parse_lines(data, schema)
+    assert parse_adc(data, schema) == slow
+    if fast is not None:
+        assert fast == slow and fast.rows == slow.rows and fast.csv == slow.csv
+        for indexes in ((0,), (1, 22, 23), (7, 8), (3,), (30,)):
+            assert fast.columns(*indexes) == slow.columns(*indexes)
+
+
+def test_real_files_take_the_fast_path_with_the_same_result(ifcb_data):
+    for path in sorted(ifcb_data.glob("bins/*/*.adc")):
+        schema = "v1" if path.name.startswith("IFCB") else "v2"
+        data = path.read_bytes()
+        fast = _parse_plain(data, schema)
+        assert fast is not None and fast == parse_lines(data, schema), path
+        assert fast.columns(0, 1, 22, 23) == parse_lines(data, schema).columns(0, 1, 22, 23)

@@ -270,3 +270,20 @@ def test_a_stitched_image_has_the_size_of_its_union(tmp_path):
     assert json.loads(b.read("hdr.json"))["n_images"] == 2
     for e in b.entries:
         assert len(b.read(e.name)) == e.size
+
+
+@pytest.mark.parametrize("stitch", ["on", "off", "qc"])
+def test_the_state_kept_in_the_index_gives_the_same_model(tmp_path, stitch):
+    import marshal
+
+    from ifcbfs.synth import write_dataset
+    write_dataset(tmp_path, n_bins=4, n_triggers=300, seed=7, style="mixed", layout="flat")
+    for files in DataRoot(str(tmp_path)).walk():
+        model = Bin.load(files, stitch)
+        again = Bin.from_state(files, marshal.loads(marshal.dumps(model.state(), 4)))
+        assert again.entries == model.entries and again.images == model.images
+        assert (again.pairs, again.hdr_json, again.header) == (model.pairs, model.hdr_json, model.header)
+        assert (again.n_triggers, again.skipped_lines) == (model.n_triggers, model.skipped_lines)
+        assert all(again.by_name[e.name].image is again.by_code[e.code].image for e in again.entries)
+        assert [again.read(e) for e in again.entries] == [model.read(e) for e in model.entries]
+        assert stitch == "off" or files.bin_id.style == "D" or model.pairs

@@ -1,9 +1,10 @@
 """ADC (`.adc`) bytes to image records and the canonical `adc.csv`, through one parse path."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from operator import itemgetter
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from itertools import repeat
+from operator import itemgetter, mul
+from typing import NamedTuple, Sequence
 
 V1_COLUMNS = (
     "trigger", "processingEndTime", "fluorescenceLow", "fluorescenceHigh", "scatteringLow",
@@ -49,9 +50,17 @@ class Adc:
     schema: str
     n_triggers: int  # lines that parse, i.e. rows of adc.csv
     rois: tuple[Roi, ...]
-    rows: tuple[str, ...]  # adc.csv rows without their newline, header row first
+    numbers: Sequence[int]  # the line number of each adc.csv row, in order
+    lines: Sequence[str]  # each row's ADC line as kept (after its number)
     csv_size: int  # len(csv), known without building it
     skipped: int  # non-blank lines that do not parse
+    table: tuple[list[str], int] | None = field(default=None, compare=False, repr=False)
+    # (every field of every line in order, fields per line) when all lines have the same fields
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """The adc.csv rows without their newline, header row first."""
+        return (_header(self.schema), *map("{},{}".format, self.numbers, self.lines))
 
     @property
     def csv(self) -> bytes:
@@ -61,6 +70,9 @@ class Adc:
     def columns(self, *indexes: int) -> list[list[str]] | None:
         """The fields at `indexes` (0-based, as in the ADC file) of every ADC line with an adc.csv
         row, as text columns in file order; None when a line is shorter. For metrics: one parser."""
+        if self.table is not None:
+            fields, width = self.table
+            return [fields[i::width] for i in indexes] if max(indexes) < width else None
         top = max(indexes) + 1  # a row starts with its line number, so field i is part i + 1
         get = itemgetter(*(i + 1 for i in indexes))
         try:
@@ -72,10 +84,20 @@ class Adc:
         return [list(column) for column in zip(*picked)] or [[] for _ in indexes]
 
 
+def _header(schema: str) -> str:
+    return "roi_number," + ",".join(COLUMNS[schema])
+
+
 _BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes, but the newline (ASCII)
 
 
 def parse_adc(data: bytes, schema: str) -> Adc:
+    """Parse ADC bytes (LF or CRLF) of a schema ('v1' or 'v2'). Never fails: bad lines are skipped.
+    The usual file (every line whole and alike) takes a fast path with the same result."""
+    return _parse_plain(data, schema) or parse_lines(data, schema)
+
+
+def parse_lines(data: bytes, schema: str) -> Adc:
     """Parse ADC bytes (LF or CRLF) of a schema ('v1' or 'v2'). Never fails: bad lines are skipped.
 
     A line parses when it is ASCII and its first field (the trigger) is an integer; it has an
@@ -86,9 +108,9 @@ def parse_adc(data: bytes, schema: str) -> Adc:
     image's fields are then final.
     """
     ix = _ROI_FIELDS[schema]
-    header = "roi_number," + ",".join(COLUMNS[schema])
-    rows = [header]
-    size = len(header) + 1
+    numbers: list[int] = []
+    kept: list[str] = []
+    size = len(_header(schema)) + 1
     rois: list[Roi] = []
     skipped = 0
     if data.isascii():
@@ -130,9 +152,9 @@ def parse_adc(data: bytes, schema: str) -> Adc:
             skipped += 1
             continue
         if number != last:  # an unterminated line may still grow: no row until its newline
-            row = f"{number},{line}"
-            rows.append(row)
-            size += len(row) + 1
+            numbers.append(number)
+            kept.append(line)
+            size += len(str(number)) + len(line) + 2
         if n > ix + 4 and fields[ix + 2] != "0" and fields[ix + 3] != "0":
             try:
                 x, y, w, h, start = (int(fields[ix]), int(fields[ix + 1]), int(fields[ix + 2]),
@@ -143,4 +165,77 @@ def parse_adc(data: bytes, schema: str) -> Adc:
                 continue  # not integers in a CSV file, although int() takes them
             if 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and start >= 0 and w * h <= MAX_IMAGE_PIXELS:
                 rois.append(Roi(number, trigger, x, y, w, h, start))
-    return Adc(schema, len(rows) - 1, tuple(rois), tuple(rows), size, skipped)
+    return Adc(schema, len(numbers), tuple(rois), tuple(numbers), tuple(kept), size, skipped)
+
+
+def _parse_plain(data: bytes, schema: str) -> Adc | None:
+    """parse_lines' result for the usual file, by whole columns; None for any other file.
+
+    The usual file is ASCII, ends with a newline, has no blank line, no whitespace and no '_',
+    every line has as many commas (each may end with one more, all or none), every trigger and
+    every image line's five fields are integers. Then no line is skipped, and each line's fields
+    are the same whether the file is split by lines or all at once.
+    """
+    if not data.isascii() or not data.endswith(b"\n") or b"_" in data:
+        return None
+    text = data.decode("ascii")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if any(c in text for c in _BLANKS) or "\n\n" in text or text[0] == "\n":
+        return None
+    n = text.count("\n")
+    ends = text.count(",\n")
+    if ends == n:
+        text = text.replace(",\n", "\n")  # one trailing comma per line is dropped
+    elif ends:
+        return None
+    body = text[:-1]
+    lines = body.split("\n")
+    commas = lines[0].count(",")
+    if list(map(str.count, lines, repeat(","))).count(commas) != n:
+        return None
+    width = commas + 1
+    fields = body.replace("\n", ",").split(",")
+    try:
+        triggers = list(map(int, fields[0::width]))
+    except ValueError:  # (and past int()'s digit limit)
+        return None
+    rois = _plain_rois(fields, width, _ROI_FIELDS[schema], triggers)
+    if rois is None:
+        return None
+    size = len(_header(schema)) + 1 + len(body) + 1 + n + _digits(n)
+    return Adc(schema, n, rois, tuple(range(1, n + 1)), tuple(lines), size, 0, (fields, width))
+
+
+def _plain_rois(fields: list[str], width: int, ix: int, triggers: list[int]) -> tuple[Roi, ...] | None:
+    """The images of a usual file (see _parse_plain), or None when a line needs parse_lines."""
+    if width < ix + 5:
+        return ()
+    cols = [fields[ix + j::width] for j in range(5)]
+    targets = range(1, len(triggers) + 1)
+    if "0" in cols[2] or "0" in cols[3]:  # lines whose width or height is "0" have no image
+        keep = [i for i, w, h in zip(range(len(triggers)), cols[2], cols[3]) if w != "0" and h != "0"]
+        if not keep:
+            return ()
+        cols = [[col[i] for i in keep] for col in cols]
+        targets = [i + 1 for i in keep]
+        triggers = [triggers[i] for i in keep]
+    try:
+        x, y, w, h, start = (list(map(int, col)) for col in cols)
+    except ValueError:
+        return None
+    rois = map(tuple.__new__, repeat(Roi), zip(targets, triggers, x, y, w, h, start))
+    if (min(w) > 0 and max(w) <= MAX_SIDE and min(h) > 0 and max(h) <= MAX_SIDE and min(start) >= 0
+            and max(map(mul, w, h)) <= MAX_IMAGE_PIXELS):
+        return tuple(rois)
+    return tuple(r for r in rois if 0 < r.width <= MAX_SIDE and 0 < r.height <= MAX_SIDE and r.start >= 0
+                 and r.width * r.height <= MAX_IMAGE_PIXELS)
+
+
+def _digits(n: int) -> int:
+    """The digits of the numbers 1..n written out, all together."""
+    total, low, d = 0, 1, 1
+    while low <= n:
+        total += (min(n, low * 10 - 1) - low + 1) * d
+        low, d = low * 10, d + 1
+    return total

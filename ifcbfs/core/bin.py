@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import zlib
+from itertools import accumulate, chain, repeat
+from operator import add, itemgetter, mul, or_
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
@@ -69,6 +71,13 @@ def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> 
     """The images a bin serves: stitched pairs merged (I-style), nothing whose bytes are missing.
     Without stitching every ROI is its own image and no pair is reported."""
     pairs = find_pairs(rois) if stitching else []
+    if not pairs:  # every ROI is its own image (whole columns at a time: a bin has thousands)
+        targets, widths, heights, starts = _fields(rois, 0, 4, 5, 6)
+        images = map(tuple.__new__, repeat(Image), zip(targets, widths, heights, zip(rois)))
+        ends = list(map(add, starts, map(mul, widths, heights)))
+        if not ends or max(ends) <= roi_size:
+            return Plan(list(images), [])
+        return Plan([im for im, end in zip(images, ends) if end <= roi_size], [])
     partner = {a.target: b for a, b in pairs}
     second = {b.target for _, b in pairs}
     images = []
@@ -83,9 +92,23 @@ def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> 
             if width * height > adc_mod.MAX_IMAGE_PIXELS:
                 continue
             image = Image(roi.target, width, height, (roi, other))
-        if all(part.end <= roi_size for part in image.parts):
+        if image.parts[-1].end <= roi_size and image.parts[0].end <= roi_size:
             images.append(image)
     return Plan(images, [(a.target, b.target) for a, b in pairs])
+
+
+def _fields(items: Sequence[tuple], *indexes: int) -> list[list]:
+    """The fields at `indexes` of every item, as columns."""
+    return [list(map(itemgetter(i), items)) for i in indexes]
+
+
+def _image_entries(stem: str, images: list[Image]) -> list[Entry]:
+    """One entry per image, `{stem}_{target:05d}.png` (by whole columns: a bin has thousands)."""
+    targets, widths, heights = _fields(images, 0, 1, 2)
+    names = map(f"{stem}_{{:05d}}.png".format, targets)  # (a bin id has no braces)
+    sizes = map(png_size, widths, heights)
+    codes = map(or_, repeat(KIND_IMAGE << KIND_SHIFT), targets)
+    return list(map(tuple.__new__, repeat(Entry), zip(names, sizes, images, codes, repeat(False), repeat(""))))
 
 
 def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
@@ -105,8 +128,8 @@ class Bin:
         self.skipped_lines = adc.skipped if adc else 0
         self.hdr_json = self._hdr_json(adc)
         stem = str(files.bin_id)
-        entries = [Entry(f"{stem}_{im.target:05d}.png", png_size(im.width, im.height), im,
-                         KIND_IMAGE << KIND_SHIFT | im.target) for im in images if im.target < 1 << KIND_SHIFT]
+        entries = _image_entries(stem, [im for im in images if im.target < 1 << KIND_SHIFT]
+                                 if images and images[-1].target >= 1 << KIND_SHIFT else images)
         if qc:
             entries += [Entry(f"{QC_FOLDER}/{stem}_{im.target:05d}_{view}.png", png_size(im.width, im.height), im,
                               kind << KIND_SHIFT | im.target, False, view)
@@ -120,23 +143,41 @@ class Bin:
         self._index(entries)
 
     def state(self) -> tuple:
-        """Everything the model holds but its source files, as plain values (for the index)."""
-        return (self.header, self.images, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json, self.entries)
+        """Everything the model holds but its source files, as plain values that `marshal` takes
+        (for the index): records become columns, an entry's image its position in `images`."""
+        images = self.images
+        parts = list(map(itemgetter(3), images))
+        counts = list(map(len, parts))
+        rois = list(map(tuple, chain.from_iterable(parts)))
+        at = dict(zip(map(id, images), range(len(images))))
+        columns = _fields(self.entries, *range(len(Entry._fields)))
+        columns[2] = list(map(at.get, map(id, columns[2]), repeat(-1)))
+        return (self.header, _fields(images, 0, 1, 2), None if counts.count(1) == len(counts) else counts, rois,
+                list(map(tuple, self.pairs)), self.n_triggers, self.skipped_lines, self.hdr_json, columns)
 
     @classmethod
     def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
         """The model `state()` was taken from, for the same source files."""
         model = cls.__new__(cls)
         model.files = files
-        (model.header, model.images, model.pairs, model.n_triggers, model.skipped_lines,
-         model.hdr_json, entries) = state
-        model._index(entries)
+        (model.header, (targets, widths, heights), counts, rois, pairs, model.n_triggers, model.skipped_lines,
+         model.hdr_json, columns) = state
+        model.pairs = list(pairs)
+        rois = list(map(tuple.__new__, repeat(adc_mod.Roi), rois))
+        if counts is None:
+            parts = zip(rois)
+        else:
+            ends = list(accumulate(counts))
+            parts = [tuple(rois[end - n:end]) for n, end in zip(counts, ends)]
+        model.images = list(map(tuple.__new__, repeat(Image), zip(targets, widths, heights, parts)))
+        columns[2] = list(map([*model.images, None].__getitem__, columns[2]))  # -1: no image
+        model._index(list(map(tuple.__new__, repeat(Entry), zip(*columns))))
         return model
 
     def _index(self, entries: list[Entry]) -> None:
-        self.entries = sorted(entries, key=lambda e: e.name)
-        self.by_name = {e.name: e for e in self.entries}
-        self.by_code = {e.code: e for e in self.entries}
+        self.entries = sorted(entries, key=itemgetter(0))  # by name
+        self.by_name = dict(zip(map(itemgetter(0), self.entries), self.entries))
+        self.by_code = dict(zip(map(itemgetter(3), self.entries), self.entries))
         self.footprint = 1024 + BYTES_PER_ENTRY * len(self.entries)
 
     @staticmethod
