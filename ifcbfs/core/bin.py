@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import zlib
-from itertools import accumulate, chain, repeat
+import threading
+from itertools import repeat
 from operator import add, itemgetter, mul, or_
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
+from . import listing as listing_mod
 from .errors import ImageMissing
 from .hdr import parse_hdr
 from .ids import timestamp_iso
@@ -57,6 +59,8 @@ KIND_SHIFT = 20
 CODE_HDR_JSON, CODE_ADC_CSV, CODE_RAW_HDR = 1, 2, 3
 KIND_IMAGE, KIND_RAW, KIND_GAP = 1, 2, 3
 KIND_FOLDER = 15
+_RECORDS = frozenset({"images", "entries", "by_name", "by_code"})  # made on first use for a model from the index
+_EXPANDING = threading.Lock()
 BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
 
 
@@ -72,7 +76,7 @@ def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> 
     Without stitching every ROI is its own image and no pair is reported."""
     pairs = find_pairs(rois) if stitching else []
     if not pairs:  # every ROI is its own image (whole columns at a time: a bin has thousands)
-        targets, widths, heights, starts = _fields(rois, 0, 4, 5, 6)
+        targets, widths, heights, starts = listing_mod.fields(rois, 0, 4, 5, 6)
         images = map(tuple.__new__, repeat(Image), zip(targets, widths, heights, zip(rois)))
         ends = list(map(add, starts, map(mul, widths, heights)))
         if not ends or max(ends) <= roi_size:
@@ -97,14 +101,9 @@ def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> 
     return Plan(images, [(a.target, b.target) for a, b in pairs])
 
 
-def _fields(items: Sequence[tuple], *indexes: int) -> list[list]:
-    """The fields at `indexes` of every item, as columns."""
-    return [list(map(itemgetter(i), items)) for i in indexes]
-
-
 def _image_entries(stem: str, images: list[Image]) -> list[Entry]:
     """One entry per image, `{stem}_{target:05d}.png` (by whole columns: a bin has thousands)."""
-    targets, widths, heights = _fields(images, 0, 1, 2)
+    targets, widths, heights = listing_mod.fields(images, 0, 1, 2)
     names = map(f"{stem}_{{:05d}}.png".format, targets)  # (a bin id has no braces)
     sizes = map(png_size, widths, heights)
     codes = map(or_, repeat(KIND_IMAGE << KIND_SHIFT), targets)
@@ -144,35 +143,40 @@ class Bin:
 
     def state(self) -> tuple:
         """Everything the model holds but its source files, as plain values that `marshal` takes
-        (for the index): records become columns, an entry's image its position in `images`."""
-        images = self.images
-        parts = list(map(itemgetter(3), images))
-        counts = list(map(len, parts))
-        rois = list(map(tuple, chain.from_iterable(parts)))
-        at = dict(zip(map(id, images), range(len(images))))
-        columns = _fields(self.entries, *range(len(Entry._fields)))
-        columns[2] = list(map(at.get, map(id, columns[2]), repeat(-1)))
-        return (self.header, _fields(images, 0, 1, 2), None if counts.count(1) == len(counts) else counts, rois,
-                list(map(tuple, self.pairs)), self.n_triggers, self.skipped_lines, self.hdr_json, columns)
+        (for the index; see core.listing)."""
+        return listing_mod.pack(self.header, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json,
+                                self.images, self.entries)
 
     @classmethod
     def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
-        """The model `state()` was taken from, for the same source files."""
+        """The model `state()` was taken from, for the same source files. Its listing is there at
+        once; its records (images, entries) are made on first use."""
         model = cls.__new__(cls)
         model.files = files
-        (model.header, (targets, widths, heights), counts, rois, pairs, model.n_triggers, model.skipped_lines,
-         model.hdr_json, columns) = state
-        model.pairs = list(pairs)
-        rois = list(map(tuple.__new__, repeat(adc_mod.Roi), rois))
-        if counts is None:
-            parts = zip(rois)
-        else:
-            ends = list(accumulate(counts))
-            parts = [tuple(rois[end - n:end]) for n, end in zip(counts, ends)]
-        model.images = list(map(tuple.__new__, repeat(Image), zip(targets, widths, heights, parts)))
-        columns[2] = list(map([*model.images, None].__getitem__, columns[2]))  # -1: no image
-        model._index(list(map(tuple.__new__, repeat(Entry), zip(*columns))))
+        (model.header, model.pairs, model.n_triggers, model.skipped_lines, model.hdr_json, model._listing,
+         model._packed) = listing_mod.unpack(state)
+        model.footprint = 1024 + BYTES_PER_ENTRY * len(model._listing.names)
         return model
+
+    def __getattr__(self, name: str):
+        """The records of a model from the index, made when first asked for."""
+        if name in _RECORDS:
+            with _EXPANDING:
+                packed = self.__dict__.pop("_packed", None)
+                if packed is not None:
+                    images, entries = listing_mod.expand(packed, self._listing, Image, Entry)
+                    self.images = images
+                    self._index(entries)
+            if name in self.__dict__:
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def listing(self) -> listing_mod.Listing:
+        """The bin folder's entries as columns (all a listing needs)."""
+        found = self.__dict__.get("_listing")
+        if found is None:
+            found = self._listing = listing_mod.listing_of(self.entries)
+        return found
 
     def _index(self, entries: list[Entry]) -> None:
         self.entries = sorted(entries, key=itemgetter(0))  # by name
@@ -184,6 +188,13 @@ class Bin:
     def folder_code(name: str) -> int:
         """The code of a sub-folder of the bin folder (stable: from its name)."""
         return KIND_FOLDER << KIND_SHIFT | zlib.crc32(name.encode()) & ((1 << KIND_SHIFT) - 1)
+
+    def folders(self) -> frozenset[str]:
+        """The names of the bin folder's sub-folders (found once, on first use)."""
+        found = self.__dict__.get("_folders")
+        if found is None:
+            found = self._folders = frozenset(e.name.rpartition("/")[0] for e in self.entries if "/" in e.name)
+        return found
 
     def folder_of_code(self, code: int) -> str | None:
         """The sub-folder with this code, if the bin has one."""

@@ -18,6 +18,9 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import repeat
+from operator import or_
+from typing import NamedTuple, Sequence
 
 from ..core.bin import Bin, Entry
 from ..core.errors import BinError
@@ -58,6 +61,20 @@ class Options:
     def signature(self) -> str:
         """The options that shape what a bin folder holds (an index is valid for these only)."""
         return f"stitch={self.stitch}"
+
+
+class Rows(NamedTuple):
+    """A folder's children for readdir, in name order, as columns. In a bin folder of files only
+    (`bin` set), every row is a file of that bin with its mtime, and `modes`, `mtimes`, `held`
+    are None; elsewhere `held` is the node a reply's reference counts on (see looked_up)."""
+
+    names: list[bytes]
+    inos: Sequence[int]
+    sizes: Sequence[int]
+    modes: Sequence[int] | None
+    mtimes: Sequence[int] | None
+    held: "Sequence[Node] | None"
+    bin: "Node | None"
 
 
 class Node:
@@ -126,6 +143,11 @@ class Namespace:
         self._models: OrderedDict[int, Node] = OrderedDict()  # bins with a model, least recent first
         self._models_size = 0
         self._listings: OrderedDict[int, tuple] = OrderedDict()  # ino -> (model, nodes)
+        self._rows: OrderedDict[int, tuple] = OrderedDict()  # ino -> (model, rows for readdir)
+        umask = options.umask
+        self._modes = {kind: (stat.S_IFREG | 0o666 if kind == FILE else stat.S_IFDIR | 0o777) & ~umask
+                       for kind in (DIR, BIN, SUB, FILE)}
+        self.file_mode = self._modes[FILE]  # the st_mode of every file
         self._live: set[Node] = set()  # bins re-checked at every refresh
         self._flat_folders: list[str] = []  # flat layout: the source folders its root was read from
         self._flat_stamp = 0
@@ -143,10 +165,26 @@ class Namespace:
         raise FsError(errno.ENOENT, f"no inode {ino}")
 
     def lookup(self, parent: int, name: str) -> Node:
-        child = self.children(parent).get(name)
+        """The child `name` of a folder; in a bin folder, made from its model alone."""
+        node = self.node(parent)
+        if node.kind == BIN or node.kind == SUB:
+            child = self._member(node, name)
+        else:
+            child = self.children(parent).get(name)
         if child is None:
             raise FsError(errno.ENOENT)
         return child
+
+    def _member(self, parent: Node, name: str) -> Node | None:
+        """The file or sub-folder `name` of a bin folder or of a sub-folder of it."""
+        bin_node = parent.bin
+        model = self.model(bin_node)
+        entry = model.by_name.get(name if parent.kind == BIN else f"{parent.name}/{name}")
+        if entry is not None:
+            return self._file(bin_node, parent, model, entry)
+        if parent.kind == BIN and name in model.folders():
+            return self._sub(bin_node, model, name)
+        return None
 
     def children(self, ino: int) -> dict[str, Node]:
         """The children of a folder by name, in name order; loads the folder when needed."""
@@ -174,9 +212,34 @@ class Namespace:
             self._listings.popitem(last=False)
         return nodes
 
+    def rows(self, ino: int) -> "Rows":
+        """A folder's children for readdir, in name order, as columns (no node per file). Built
+        once per version of the folder; loads the folder when needed."""
+        node = self.node(ino)
+        if node.kind == FILE:
+            raise FsError(errno.ENOTDIR)
+        version = self.children(ino) if node.kind == DIR else self.model(node.bin)
+        kept = self._rows.get(ino)
+        if kept is not None and kept[0] is version:
+            self._rows.move_to_end(ino)
+            return kept[1]
+        listing = version.listing() if node.kind == BIN else None
+        if listing is not None and listing.flat:  # a bin folder of files only: all alike but name and size
+            rows = Rows(listing.names, list(map(or_, repeat(node.ino), listing.codes)), listing.sizes,
+                        None, None, None, node)
+        else:
+            children = self.listing(ino)
+            rows = Rows([os.fsencode(c.name) for c in children], [c.ino for c in children],
+                        [c.size for c in children], [self._modes[c.kind] for c in children],
+                        [c.mtime_ns for c in children], [c if c.kind == DIR else c.bin for c in children], None)
+        self._rows[ino] = (version, rows)
+        while len(self._rows) > LISTINGS_KEPT:
+            self._rows.popitem(last=False)
+        return rows
+
     def mode(self, node: Node) -> int:
         """The st_mode shown for a node: its type and permissions less the `umask` option."""
-        return node.mode & ~self.options.umask
+        return self._modes[node.kind]
 
     def is_loaded(self, ino: int) -> bool:
         """True when answering about `ino` reads nothing from the source."""
@@ -459,6 +522,7 @@ class Namespace:
         self._unload(node)
         self._live.add(node)
         self._listings.pop(node.ino, None)
+        self._rows.pop(node.ino, None)
         changes.append(("inode", node.ino))
         return old
 

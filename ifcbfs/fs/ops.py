@@ -89,16 +89,21 @@ class Operations(pyfuse3.Operations):
             node = node.bin
         return (node.path or "/") if node else repr(args[:2])
 
-    def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
-        """A node's attributes, made anew each time (none is kept per file)."""
+    def _template(self) -> pyfuse3.EntryAttributes:
+        """Attributes with what every node shares set (owner, timeouts, block size)."""
         attr = pyfuse3.EntryAttributes()
-        attr.st_ino = node.ino
         attr.entry_timeout = attr.attr_timeout = TIMEOUT
-        attr.st_mode = self.ns.mode(node)
         attr.st_nlink = 1
         attr.st_uid, attr.st_gid = self.uid, self.gid
-        attr.st_size = node.size
         attr.st_blksize = BLOCK_SIZE
+        return attr
+
+    def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
+        """A node's attributes, made anew each time (none is kept per file)."""
+        attr = self._template()
+        attr.st_ino = node.ino
+        attr.st_mode = self.ns.mode(node)
+        attr.st_size = node.size
         attr.st_blocks = node.blocks
         attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.mtime_ns
         return attr
@@ -108,16 +113,16 @@ class Operations(pyfuse3.Operations):
         self.ns.looked_up(node)
         return self.attributes(node)
 
-    async def _loaded(self, ino: int) -> dict:
-        if not self.ns.is_loaded(ino):
-            return await trio.to_thread.run_sync(self.ns.children, ino, limiter=self.limiter)
-        return self.ns.children(ino)
+    async def _ask(self, question, ino: int, *args):
+        """ns.question(ino, ...): at once when `ino` is in memory, else in a worker thread (it
+        reads the source)."""
+        if self.ns.is_loaded(ino):
+            return question(ino, *args)
+        return await trio.to_thread.run_sync(question, ino, *args, limiter=self.limiter)
 
     async def _node(self, ino: int) -> Node:
         """The node of an inode; a file of a bin that is not in memory is loaded in a thread."""
-        if not self.ns.is_loaded(ino):
-            return await trio.to_thread.run_sync(self.ns.node, ino, limiter=self.limiter)
-        return self.ns.node(ino)
+        return await self._ask(self.ns.node, ino)
 
     @_guard
     async def lookup(self, parent_inode, name, ctx=None):
@@ -126,10 +131,7 @@ class Operations(pyfuse3.Operations):
         if name == b"..":
             node = self.ns.node(parent_inode)
             return self._entry(node.parent or node)
-        child = (await self._loaded(parent_inode)).get(os.fsdecode(name))
-        if child is None:
-            raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._entry(child)
+        return self._entry(await self._ask(self.ns.lookup, parent_inode, os.fsdecode(name)))
 
     async def forget(self, inode_list):
         for inode, count in inode_list:
@@ -143,18 +145,37 @@ class Operations(pyfuse3.Operations):
     async def opendir(self, inode, ctx):
         if not (await self._node(inode)).is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        await self._loaded(inode)
+        await self._ask(self.ns.rows, inode)
         return inode
 
     @_guard
     async def readdir(self, fh, start_id, token):
-        await self._loaded(fh)
-        children = self.ns.listing(fh)
-        for index in range(start_id, len(children)):
-            child = children[index]
-            if not pyfuse3.readdir_reply(token, os.fsencode(child.name), self.attributes(child), index + 1):
+        rows = await self._ask(self.ns.rows, fh)
+        names, inos, sizes = rows.names, rows.inos, rows.sizes
+        attr = self._template()  # one object for every entry: readdir_reply copies it
+        reply = pyfuse3.readdir_reply
+        bin_node = rows.bin
+        if bin_node is not None:  # files of one bin: only inode and size differ
+            attr.st_mode = self.ns.file_mode
+            attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = bin_node.mtime_ns
+            index = start_id
+            for index in range(start_id, len(names)):
+                size = sizes[index]
+                attr.st_ino, attr.st_size, attr.st_blocks = inos[index], size, -(-size // 512)
+                if not reply(token, names[index], attr, index + 1):
+                    break
+            else:
+                index = len(names)
+            bin_node.lookups += index - start_id  # a readdirplus entry is a reference, like a lookup
+            return
+        modes, mtimes, held = rows.modes, rows.mtimes, rows.held
+        for index in range(start_id, len(names)):
+            size = sizes[index]
+            attr.st_ino, attr.st_mode, attr.st_size, attr.st_blocks = inos[index], modes[index], size, -(-size // 512)
+            attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = mtimes[index]
+            if not reply(token, names[index], attr, index + 1):
                 break
-            self.ns.looked_up(child)  # a readdirplus entry is a reference, like a lookup
+            held[index].lookups += 1
 
     async def releasedir(self, fh):
         if self.debug:

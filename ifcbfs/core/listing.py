@@ -1,0 +1,80 @@
+"""A bin folder as columns: its listing without a record per file, and a model as the index keeps it.
+
+Listing a bin folder needs each file's name, size and code, nothing more. `Listing` holds those
+as columns, so a listing is built from a parse, or read back from the index, without making a
+record per file. `pack` turns a model's records into plain values that `marshal` takes (records
+become columns, an entry's image its position among the images); `unpack` reads back the
+listing at once and leaves the records packed until `expand` is asked for them, on the first
+read or lookup.
+"""
+from __future__ import annotations
+
+import marshal
+from array import array
+from itertools import accumulate, chain, repeat
+from operator import itemgetter
+from typing import NamedTuple, Sequence
+
+from .adc import Roi
+
+MARSHAL_VERSION = 4
+
+
+class Listing(NamedTuple):
+    """A bin folder's entries in name order, as columns."""
+
+    names: list[bytes]  # UTF-8 (a name with '/' is in a sub-folder)
+    sizes: Sequence[int]
+    codes: Sequence[int]
+    flat: bool  # no entry is in a sub-folder
+
+
+def fields(items: Sequence[tuple], *indexes: int) -> list[list]:
+    """The fields at `indexes` of every item, as columns."""
+    return [list(map(itemgetter(i), items)) for i in indexes]
+
+
+def listing_of(entries: Sequence[tuple]) -> Listing:
+    """The listing of records (core.bin.Entry: name, size, image, code, ...) in name order."""
+    names, sizes, codes = fields(entries, 0, 1, 3)
+    return Listing(list(map(str.encode, names)), sizes, codes, "/" not in "".join(names))
+
+
+def pack(header: dict, pairs, n_triggers: int, skipped: int, hdr_json: bytes, images: list, entries: list) -> tuple:
+    """A model as plain values: the small ones and the listing first, the records packed."""
+    listing = listing_of(entries)
+    parts = list(map(itemgetter(3), images))
+    counts = list(map(len, parts))
+    at = dict(zip(map(id, images), range(len(images))))
+    columns = fields(entries, *range(len(entries[0]) if entries else 0))
+    # names, sizes and codes are the listing's; an entry's image is kept as its position (-1: none)
+    rest = [list(map(at.get, map(id, columns[2]), repeat(-1))), *columns[4:]] if columns else []
+    records = (fields(images, 0, 1, 2), None if counts.count(1) == len(counts) else counts,
+               list(map(tuple, chain.from_iterable(parts))), rest)
+    return (header, list(map(tuple, pairs)), n_triggers, skipped, hdr_json, b"\0".join(listing.names),
+            array("q", listing.sizes).tobytes(), array("q", listing.codes).tobytes(), listing.flat,
+            marshal.dumps(records, MARSHAL_VERSION))
+
+
+def unpack(state: tuple) -> tuple:
+    """(header, pairs, n_triggers, skipped, hdr_json, listing, packed records) of a packed model."""
+    header, pairs, n_triggers, skipped, hdr_json, names, sizes, codes, flat, records = state
+    listing = Listing(names.split(b"\0") if names else [], array("q", sizes), array("q", codes), flat)
+    return header, list(map(tuple, pairs)), n_triggers, skipped, hdr_json, listing, records
+
+
+def expand(records: bytes, listing: Listing, image_type: type, entry_type: type) -> tuple[list, list]:
+    """The images and entries (in name order) that `pack` packed, as records again."""
+    (targets, widths, heights), counts, rois, rest = marshal.loads(records)
+    rois = list(map(tuple.__new__, repeat(Roi), rois))
+    if counts is None:
+        parts = zip(rois)
+    else:
+        parts = [tuple(rois[end - n:end]) for n, end in zip(counts, accumulate(counts))]
+    images = list(map(tuple.__new__, repeat(image_type), zip(targets, widths, heights, parts)))
+    if not listing.names:
+        return images, []
+    names = b"\0".join(listing.names).decode().split("\0")
+    image_at, *others = rest
+    columns = [names, list(listing.sizes), list(map([*images, None].__getitem__, image_at)), list(listing.codes), *others]
+    return images, list(map(tuple.__new__, repeat(entry_type), zip(*columns)))
