@@ -198,44 +198,41 @@ class Namespace:
 
     def listing(self, ino: int) -> tuple[Node, ...]:
         """The children of a folder in name order, as a tuple (readdir asks for it in slices)."""
-        node = self.node(ino)
-        if node.kind == FILE:
-            raise FsError(errno.ENOTDIR)
-        version = self.children(ino) if node.kind == DIR else self.model(node.bin)
-        kept = self._listings.get(ino)
-        if kept is not None and kept[0] is version:
-            self._listings.move_to_end(ino)
-            return kept[1]
-        nodes = tuple(version.values()) if node.kind == DIR else tuple(self._members(node, version))
-        self._listings[ino] = (version, nodes)
-        while len(self._listings) > LISTINGS_KEPT:
-            self._listings.popitem(last=False)
-        return nodes
+        return self._per_version(ino, self._listings, self._nodes_of)
 
     def rows(self, ino: int) -> "Rows":
-        """A folder's children for readdir, in name order, as columns (no node per file). Built
-        once per version of the folder; loads the folder when needed."""
+        """A folder's children for readdir, in name order, as columns (no node per file)."""
+        return self._per_version(ino, self._rows, self._rows_of)
+
+    def _per_version(self, ino: int, kept: OrderedDict, make):
+        """make(node, version) for a folder, made once per version of the folder (its children, or
+        its bin's model) and kept for the last few folders; loads the folder when needed."""
         node = self.node(ino)
         if node.kind == FILE:
             raise FsError(errno.ENOTDIR)
         version = self.children(ino) if node.kind == DIR else self.model(node.bin)
-        kept = self._rows.get(ino)
-        if kept is not None and kept[0] is version:
-            self._rows.move_to_end(ino)
-            return kept[1]
+        found = kept.get(ino)
+        if found is not None and found[0] is version:
+            kept.move_to_end(ino)
+            return found[1]
+        made = make(node, version)
+        kept[ino] = (version, made)
+        while len(kept) > LISTINGS_KEPT:
+            kept.popitem(last=False)
+        return made
+
+    def _nodes_of(self, node: Node, version) -> tuple[Node, ...]:
+        return tuple(version.values()) if node.kind == DIR else tuple(self._members(node, version))
+
+    def _rows_of(self, node: Node, version) -> "Rows":
         listing = version.listing() if node.kind == BIN else None
         if listing is not None and listing.flat:  # a bin folder of files only: all alike but name and size
-            rows = Rows(listing.names, list(map(or_, repeat(node.ino), listing.codes)), listing.sizes,
+            return Rows(listing.names, list(map(or_, repeat(node.ino), listing.codes)), listing.sizes,
                         None, None, None, node)
-        else:
-            children = self.listing(ino)
-            rows = Rows([os.fsencode(c.name) for c in children], [c.ino for c in children],
-                        [c.size for c in children], [self._modes[c.kind] for c in children],
-                        [c.mtime_ns for c in children], [c if c.kind == DIR else c.bin for c in children], None)
-        self._rows[ino] = (version, rows)
-        while len(self._rows) > LISTINGS_KEPT:
-            self._rows.popitem(last=False)
-        return rows
+        children = self.listing(node.ino)
+        return Rows([os.fsencode(c.name) for c in children], [c.ino for c in children],
+                    [c.size for c in children], [self._modes[c.kind] for c in children],
+                    [c.mtime_ns for c in children], [c if c.kind == DIR else c.bin for c in children], None)
 
     def mode(self, node: Node) -> int:
         """The st_mode shown for a node: its type and permissions less the `umask` option."""
