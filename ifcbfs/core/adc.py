@@ -49,13 +49,22 @@ class Adc:
 
     schema: str
     n_triggers: int  # lines that parse, i.e. rows of adc.csv
-    rois: tuple[Roi, ...]
+    roi_columns: tuple[list[int], ...]  # the image lines as Roi's seven fields, each a column
     numbers: Sequence[int]  # the line number of each adc.csv row, in order
     lines: Sequence[str]  # each row's ADC line as kept (after its number)
     csv_size: int  # len(csv), known without building it
     skipped: int  # non-blank lines that do not parse
     table: tuple[list[str], int] | None = field(default=None, compare=False, repr=False)
     # (every field of every line in order, fields per line) when all lines have the same fields
+
+    @property
+    def rois(self) -> tuple[Roi, ...]:
+        """The image lines, in file order."""
+        return tuple(map(tuple.__new__, repeat(Roi), zip(*self.roi_columns)))
+
+    @property
+    def n_rois(self) -> int:
+        return len(self.roi_columns[0])
 
     @property
     def rows(self) -> tuple[str, ...]:
@@ -165,7 +174,8 @@ def parse_lines(data: bytes, schema: str) -> Adc:
                 continue  # not integers in a CSV file, although int() takes them
             if 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and start >= 0 and w * h <= MAX_IMAGE_PIXELS:
                 rois.append(Roi(number, trigger, x, y, w, h, start))
-    return Adc(schema, len(numbers), tuple(rois), tuple(numbers), tuple(kept), size, skipped)
+    columns = tuple(map(list, zip(*rois))) or _no_rois()
+    return Adc(schema, len(numbers), columns, tuple(numbers), tuple(kept), size, skipped)
 
 
 def _parse_plain(data: bytes, schema: str) -> Adc | None:
@@ -207,16 +217,17 @@ def _parse_plain(data: bytes, schema: str) -> Adc | None:
     return Adc(schema, n, rois, tuple(range(1, n + 1)), tuple(lines), size, 0, (fields, width))
 
 
-def _plain_rois(fields: list[str], width: int, ix: int, triggers: list[int]) -> tuple[Roi, ...] | None:
-    """The images of a usual file (see _parse_plain), or None when a line needs parse_lines."""
+def _plain_rois(fields: list[str], width: int, ix: int, triggers: list[int]) -> tuple[list[int], ...] | None:
+    """The image lines of a usual file as columns (see _parse_plain), or None when a line needs
+    parse_lines."""
     if width < ix + 5:
-        return ()
+        return _no_rois()
     cols = [fields[ix + j::width] for j in range(5)]
     targets = range(1, len(triggers) + 1)
     if "0" in cols[2] or "0" in cols[3]:  # lines whose width or height is "0" have no image
         keep = [i for i, w, h in zip(range(len(triggers)), cols[2], cols[3]) if w != "0" and h != "0"]
         if not keep:
-            return ()
+            return _no_rois()
         cols = [[col[i] for i in keep] for col in cols]
         targets = [i + 1 for i in keep]
         triggers = [triggers[i] for i in keep]
@@ -224,12 +235,17 @@ def _plain_rois(fields: list[str], width: int, ix: int, triggers: list[int]) -> 
         x, y, w, h, start = (list(map(int, col)) for col in cols)
     except ValueError:
         return None
-    rois = map(tuple.__new__, repeat(Roi), zip(targets, triggers, x, y, w, h, start))
+    columns = (list(targets), triggers, x, y, w, h, start)
     if (min(w) > 0 and max(w) <= MAX_SIDE and min(h) > 0 and max(h) <= MAX_SIDE and min(start) >= 0
             and max(map(mul, w, h)) <= MAX_IMAGE_PIXELS):
-        return tuple(rois)
-    return tuple(r for r in rois if 0 < r.width <= MAX_SIDE and 0 < r.height <= MAX_SIDE and r.start >= 0
-                 and r.width * r.height <= MAX_IMAGE_PIXELS)
+        return columns
+    kept = [r for r in zip(*columns) if 0 < r[4] <= MAX_SIDE and 0 < r[5] <= MAX_SIDE and r[6] >= 0
+            and r[4] * r[5] <= MAX_IMAGE_PIXELS]
+    return tuple(map(list, zip(*kept))) or _no_rois()
+
+
+def _no_rois() -> tuple[list[int], ...]:
+    return tuple([] for _ in Roi._fields)
 
 
 def _digits(n: int) -> int:

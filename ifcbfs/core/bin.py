@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 import threading
+from bisect import bisect_left
 from itertools import repeat
 from operator import add, itemgetter, mul, or_
 from typing import NamedTuple, Sequence
@@ -119,13 +120,8 @@ class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
     def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False):
-        self.files = files
-        self.header = header
+        self._summary(files, header, adc, plan.pairs, len(plan.images))
         self.images = images = plan.images
-        self.pairs = plan.pairs  # [] when unstitched: what hdr.json reports as `stitched`
-        self.n_triggers = adc.n_triggers if adc else 0
-        self.skipped_lines = adc.skipped if adc else 0
-        self.hdr_json = self._hdr_json(adc)
         stem = str(files.bin_id)
         entries = _image_entries(stem, [im for im in images if im.target < 1 << KIND_SHIFT]
                                  if images and images[-1].target >= 1 << KIND_SHIFT else images)
@@ -134,18 +130,54 @@ class Bin:
                               kind << KIND_SHIFT | im.target, False, view)
                         for im in images if len(im.parts) == 2 and im.target < 1 << KIND_SHIFT
                         for kind, view in ((KIND_RAW, "raw"), (KIND_GAP, "gap"))]
-        entries.append(Entry(HDR_JSON, len(self.hdr_json), None, CODE_HDR_JSON, True))
-        if files.hdr is not None:  # the header file, bytes unchanged (an instrument may rewrite it)
-            entries.append(Entry(f"{stem}.hdr", files.hdr.size, None, CODE_RAW_HDR, True))
+        self._index(entries + self._extras(adc))
+
+    @classmethod
+    def _unstitched(cls, files: BinFiles, header: dict, adc: adc_mod.Adc, roi_size: int) -> "Bin":
+        """The model of a bin whose every ROI is its own image, from columns: its listing is made
+        at once, its records (images, entries) on first use, as for a model from the index."""
+        columns = adc.roi_columns
+        ends = list(map(add, columns[6], map(mul, columns[4], columns[5])))
+        if ends and max(ends) > roi_size:  # images whose bytes are missing are not served
+            keep = [i for i, end in enumerate(ends) if end <= roi_size]
+            columns = tuple([column[i] for i in keep] for column in columns)
+        targets, widths, heights = columns[0], columns[4], columns[5]
+        model = cls.__new__(cls)
+        model._summary(files, header, adc, [], len(targets))
+        listed = bisect_left(targets, 1 << KIND_SHIFT)  # (targets ascend)
+        names = list(map(f"{files.bin_id}_{{:05d}}.png".format, targets[:listed]))  # (a bin id has no braces)
+        sizes = list(map(png_size, widths[:listed], heights[:listed]))
+        codes = list(map(or_, repeat(KIND_IMAGE << KIND_SHIFT), targets[:listed]))
+        model._listing, rest = listing_mod.of_columns(names, sizes, codes, model._extras(adc), Entry)
+        model._packed = ((targets, widths, heights), None, columns, rest)
+        model.footprint = 1024 + BYTES_PER_ENTRY * len(model._listing.names)
+        return model
+
+    def _summary(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, pairs: list, n_images: int) -> None:
+        self.files = files
+        self.header = header
+        self.pairs = pairs  # [] when unstitched: what hdr.json reports as `stitched`
+        self.n_triggers = adc.n_triggers if adc else 0
+        self.skipped_lines = adc.skipped if adc else 0
+        self.hdr_json = self._hdr_json(adc, n_images)
+
+    def _extras(self, adc: adc_mod.Adc | None) -> list[Entry]:
+        """The entries that are not images: hdr.json, the raw header, adc.csv."""
+        extras = [Entry(HDR_JSON, len(self.hdr_json), None, CODE_HDR_JSON, True)]
+        if self.files.hdr is not None:  # the header file, bytes unchanged (an instrument may rewrite it)
+            extras.append(Entry(f"{self.files.bin_id}.hdr", self.files.hdr.size, None, CODE_RAW_HDR, True))
         if adc is not None:
-            entries.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
-        self._index(entries)
+            extras.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
+        return extras
 
     def state(self) -> tuple:
         """Everything the model holds but its source files, as plain values that `marshal` takes
         (for the index; see core.listing)."""
+        records = self.__dict__.get("_packed")
+        if records is None:
+            records = listing_mod.records_of(self.images, self.entries)
         return listing_mod.pack(self.header, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json,
-                                self.images, self.entries)
+                                self.listing(), records)
 
     @classmethod
     def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
@@ -218,15 +250,15 @@ class Bin:
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch={stitch!r}: expected one of {', '.join(STITCH_MODES)}")
         header = parse_hdr(_read_source(files, files.hdr)) if files.hdr else {}
-        adc = None
-        plan = Plan([], [])
-        if files.adc is not None:
-            adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema)
-            roi_size = files.roi.size if files.roi is not None else 0  # no .roi: no image, pairs still
-            plan = plan_images(adc.rois, roi_size, files.bin_id.style == "I" and stitch != "off")
-        return cls(files, header, adc, plan, qc=stitch == "qc")
+        if files.adc is None:
+            return cls(files, header, None, Plan([], []), qc=stitch == "qc")
+        adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema)
+        roi_size = files.roi.size if files.roi is not None else 0  # no .roi: no image, pairs still
+        if files.bin_id.style == "I" and stitch != "off":
+            return cls(files, header, adc, plan_images(adc.rois, roi_size, True), qc=stitch == "qc")
+        return cls._unstitched(files, header, adc, roi_size)
 
-    def _hdr_json(self, adc: adc_mod.Adc | None) -> bytes:
+    def _hdr_json(self, adc: adc_mod.Adc | None, n_images: int) -> bytes:
         bin_id = self.files.bin_id
         doc = {
             "bin_id": str(bin_id),
@@ -234,7 +266,7 @@ class Bin:
             "instrument": bin_id.instrument,
             "schema": bin_id.schema,
             "n_triggers": self.n_triggers,
-            "n_images": len(self.images),
+            "n_images": n_images,
             "header": self.header,
             **bin_metrics(bin_id, self.header, adc, self.pairs),
         }

@@ -40,20 +40,46 @@ def listing_of(entries: Sequence[tuple]) -> Listing:
     return Listing(list(map(str.encode, names)), sizes, codes, "/" not in "".join(names))
 
 
-def pack(header: dict, pairs, n_triggers: int, skipped: int, hdr_json: bytes, images: list, entries: list) -> tuple:
-    """A model as plain values: the small ones and the listing first, the records packed."""
-    listing = listing_of(entries)
+def records_of(images: list, entries: list) -> tuple:
+    """A model's records as columns: (target, width, height of each image), the parts of each
+    image (None: one each), the parts' fields, and the entries' fields but name, size and code
+    (those are the listing's), an entry's image as its position among the images (-1: none)."""
     parts = list(map(itemgetter(3), images))
     counts = list(map(len, parts))
+    rois = list(chain.from_iterable(parts))
     at = dict(zip(map(id, images), range(len(images))))
     columns = fields(entries, *range(len(entries[0]) if entries else 0))
-    # names, sizes and codes are the listing's; an entry's image is kept as its position (-1: none)
     rest = [list(map(at.get, map(id, columns[2]), repeat(-1))), *columns[4:]] if columns else []
-    records = (fields(images, 0, 1, 2), None if counts.count(1) == len(counts) else counts,
-               list(map(tuple, chain.from_iterable(parts))), rest)
+    return (fields(images, 0, 1, 2), None if counts.count(1) == len(counts) else counts,
+            fields(rois, *range(len(Roi._fields))), rest)
+
+
+def of_columns(names: list[str], sizes: list[int], codes: list[int], extras: list[tuple],
+               entry_type: type) -> tuple[Listing, list]:
+    """The listing of image entries given as columns (the i-th is image i's) and a few entries
+    given as records, with the `rest` columns of their records (see records_of), in name order."""
+    n = len(names)
+    names = names + [e[0] for e in extras]
+    order = sorted(range(len(names)), key=names.__getitem__)
+
+    def ordered(column: list) -> list:
+        return list(map(column.__getitem__, order))
+
+    rest = [[i if i < n else -1 for i in order]]
+    for k, name in enumerate(entry_type._fields[4:], 4):  # image entries have the defaults
+        rest.append(ordered([entry_type._field_defaults[name]] * n + [e[k] for e in extras]))
+    listing = Listing(list(map(str.encode, ordered(names))), ordered(sizes + [e[1] for e in extras]),
+                      ordered(codes + [e[3] for e in extras]), "/" not in "".join(names))
+    return listing, rest
+
+
+def pack(header: dict, pairs, n_triggers: int, skipped: int, hdr_json: bytes, listing: Listing,
+         records: "tuple | bytes") -> tuple:
+    """A model as plain values for `marshal`: the small ones and the listing first, then the
+    records (see records_of) packed."""
     return (header, list(map(tuple, pairs)), n_triggers, skipped, hdr_json, b"\0".join(listing.names),
             array("q", listing.sizes).tobytes(), array("q", listing.codes).tobytes(), listing.flat,
-            marshal.dumps(records, MARSHAL_VERSION))
+            records if isinstance(records, bytes) else marshal.dumps(records, MARSHAL_VERSION))
 
 
 def unpack(state: tuple) -> tuple:
@@ -63,10 +89,12 @@ def unpack(state: tuple) -> tuple:
     return header, list(map(tuple, pairs)), n_triggers, skipped, hdr_json, listing, records
 
 
-def expand(records: bytes, listing: Listing, image_type: type, entry_type: type) -> tuple[list, list]:
-    """The images and entries (in name order) that `pack` packed, as records again."""
-    (targets, widths, heights), counts, rois, rest = marshal.loads(records)
-    rois = list(map(tuple.__new__, repeat(Roi), rois))
+def expand(records: "tuple | bytes", listing: Listing, image_type: type, entry_type: type) -> tuple[list, list]:
+    """The images and entries (in name order) of records (see records_of), packed or not."""
+    if isinstance(records, bytes):
+        records = marshal.loads(records)
+    (targets, widths, heights), counts, roi_columns, rest = records
+    rois = list(map(tuple.__new__, repeat(Roi), zip(*roi_columns)))
     if counts is None:
         parts = zip(rois)
     else:

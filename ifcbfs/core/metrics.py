@@ -213,7 +213,7 @@ def bin_metrics(bin_id: BinId, header: dict, adc: Adc | None, pairs: Sequence[tu
     ml = _finite(times.ml) if times else None
     run = _finite(times.run) if times else None
     last_trigger = triggers[-1] if triggers else 0
-    n_images = (len(adc.rois) if adc is not None else 0) - len(pairs)
+    n_images = (adc.n_rois if adc is not None else 0) - len(pairs)
     return {
         "ml_analyzed": ml,
         "ml_analyzed_adc": _finite(estimate.ml) if estimate else None,
