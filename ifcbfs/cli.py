@@ -244,10 +244,6 @@ def serve(cfg: Config, on_ready) -> int:
     from .fs.ops import Operations, invalidate, watch
 
     ns = Namespace(DataRoot(cfg.source, cfg.include_skipped), cfg.options, open_index(cfg))
-    import gc
-    if os.environ.get("GCX"):
-        gc.freeze()
-        gc.set_threshold(*map(int, os.environ["GCX"].split(",")))
     ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
