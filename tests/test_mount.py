@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import ifcbfs
-from mounting import IFCBFS, Mount, decodes, mounted, require_fuse, tree_digest
+from mounting import IFCBFS, Mount, decodes, mounted, require_fuse, stats, tree_digest
 from ifcbfs.synth import write_dataset
 
 pytestmark = pytest.mark.mount
@@ -48,6 +48,22 @@ def test_stat_find_and_ls_decode_no_pixel(real_mount):
     subprocess.run(["ls", "-lR", str(mnt)], check=True, capture_output=True)
     subprocess.run(["du", "-s", str(mnt)], check=True, capture_output=True)
     assert decodes(mnt) == 0
+
+
+def test_the_stats_file_is_found_by_name_only_and_there_are_no_xattrs(real_mount):
+    mnt = real_mount.path
+    assert ".ifcbfs-stats" not in os.listdir(mnt)  # so find, rsync and ls -a never see it
+    counters = stats(mnt)
+    assert counters["decodes"] >= 0 and counters["bins_listed"] >= 0
+    assert os.stat(mnt / ".ifcbfs-stats").st_mode & 0o222 == 0
+    with pytest.raises(OSError) as err:
+        open(mnt / ".ifcbfs-stats", "wb")
+    assert err.value.errno == errno.EROFS
+    for path in (mnt, files_under(mnt / "bins")[0]):  # the kernel is told once that there are none
+        for ask in (lambda: os.getxattr(path, "user.ifcbfs.decodes"), lambda: os.listxattr(path)) * 2:
+            with pytest.raises(OSError) as err:
+                ask()
+            assert err.value.errno == errno.ENOTSUP
 
 
 def test_every_png_decodes_to_the_expected_pixels(real_mount, expected):

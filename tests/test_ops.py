@@ -1,5 +1,6 @@
 """The pyfuse3 Operations driven directly under trio, without a kernel."""
 import errno
+import json
 import os
 
 import pyfuse3
@@ -123,19 +124,25 @@ def test_unexpected_exception_becomes_eio_and_one_log_line(ops, monkeypatch, cap
     assert len(lines) == 1 and f"{STEM}_00001.png" in lines[0].getMessage()
 
 
-def test_missing_names_and_decode_counter(ops):
+def test_missing_names_no_xattrs_and_the_stats_file(ops, monkeypatch):
     async def go():
         with pytest.raises(pyfuse3.FUSEError) as err:
             await ops.lookup(ROOT_INO, b"nothing", None)
         assert err.value.errno == errno.ENOENT
-        assert await ops.getxattr(ROOT_INO, b"user.ifcbfs.decodes", None) == b"0"
-        with pytest.raises(pyfuse3.FUSEError):
+        with pytest.raises(pyfuse3.FUSEError) as err:  # no xattrs: the kernel stops asking
             await ops.getxattr(ROOT_INO, b"user.other", None)
+        assert err.value.errno == errno.ENOSYS
+        stats = await ops.lookup(ROOT_INO, b".ifcbfs-stats", None)
+        info = await ops.open(stats.st_ino, os.O_RDONLY, None)
+        assert info.direct_io and json.loads(await ops.read(info.fh, 0, 4096))["decodes"] == 0
+        await ops.release(info.fh)
+        assert stats.st_ino == (await ops.getattr(stats.st_ino, None)).st_ino
         st = await ops.statfs(None)
         assert st.f_namemax == 255
         assert (st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree) == (0, 0, 0, 0, 0)
 
     run(go)
+    assert ".ifcbfs-stats" not in [name for name, _, _ in listing(ops, ROOT_INO, monkeypatch)]  # never listed
 
 
 def test_a_failing_refresh_does_not_end_the_watcher(ops, monkeypatch, caplog):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -30,6 +31,8 @@ from .cache import ByteCache
 log = logging.getLogger("ifcbfs")
 
 ROOT_INO = 1
+STATS_NAME = ".ifcbfs-stats"  # in the root, found by name only (never listed): the daemon's counters
+STATS_INO = ROOT_INO + 1  # no folder, bin or file has it (their inodes are a bin's plus a code)
 CODE_BITS = 24  # the low bits of an inode: which file of a bin (0: the bin folder itself)
 CODE_MASK = (1 << CODE_BITS) - 1
 DIR, BIN, SUB, FILE = "dir", "bin", "sub", "file"
@@ -253,6 +256,10 @@ class Namespace:
         """The whole content of the file that inode `ino` is now."""
         return self.content(self.node(ino))
 
+    def cached(self, node: Node) -> bytes | None:
+        """A file's content if it is in the cache (produced for the version it was listed from)."""
+        return self.cache.get((node.ino, node.model))
+
     def content(self, node: Node) -> bytes:
         """The whole content of a file, from the cache or produced now (decoding its pixels).
 
@@ -455,6 +462,19 @@ class Namespace:
                 continue
             children[name] = self._bin_node(node, files)
         return dict(sorted(children.items()))
+
+    def stats(self) -> bytes:
+        """The stats file: the daemon's counters as JSON (decodes: PNGs produced; parses: bins
+        parsed rather than taken from the index)."""
+        index = self.index
+        counters = {
+            "decodes": self.decodes, "parses": self.parses, "bins_listed": self.bins_listed,
+            "index_hits": index.hits if index is not None else 0,
+            "index_misses": index.misses if index is not None else 0,
+            "bins_in_memory": len(self._models), "bin_cache_bytes": self._models_size,
+            "cache_bytes": self.cache.used,
+        }
+        return (json.dumps(counters, indent=1) + "\n").encode()
 
     def bins_seen(self) -> int:
         """How many bins have been listed so far (for the service status line); O(1)."""

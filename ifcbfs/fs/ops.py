@@ -10,11 +10,11 @@ import pyfuse3
 import trio
 
 from ..service import log_bad_bin
-from .namespace import BLOCK_SIZE, CODE_MASK, FILE, ROOT_INO, FsError, Namespace, Node
+from .namespace import BLOCK_SIZE, CODE_MASK, FILE, ROOT_INO, STATS_INO, STATS_NAME, FsError, Namespace, Node
 
 log = logging.getLogger("ifcbfs")
 TIMEOUT = 3600.0  # entry/attr cache time: the watcher invalidates what changes
-DECODES_XATTR = b"user.ifcbfs.decodes"
+STATS = os.fsencode(STATS_NAME)
 OPENED_LIMIT = 100_000
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
@@ -63,7 +63,8 @@ class Operations(pyfuse3.Operations):
         self.debug = debug
         self.limiter = trio.CapacityLimiter(workers)
         self._opened: dict[int, pyfuse3.FileInfo] = {}  # images: fh is the inode, one FileInfo for all opens
-        self._pinned: dict[int, Node] = {}  # hdr.json/adc.csv handles: the version each open reads
+        self._pinned: dict[int, Node | bytes] = {}  # hdr.json/adc.csv handles: the version each open
+        # reads; stats file handles: the counters when it was opened
         self._handles = 1 << 63  # their fh numbers, above every inode number
 
     def _node_of(self, args) -> Node | None:
@@ -108,6 +109,14 @@ class Operations(pyfuse3.Operations):
         attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.mtime_ns
         return attr
 
+    def _stats_attributes(self) -> pyfuse3.EntryAttributes:
+        """The stats file: read-only, its size whatever it holds now (reads bypass the page cache)."""
+        attr = self._template()
+        attr.attr_timeout = 0
+        attr.st_ino, attr.st_mode = STATS_INO, self.ns.file_mode & 0o100444
+        attr.st_size = len(self.ns.stats())
+        return attr
+
     def _entry(self, node: Node) -> pyfuse3.EntryAttributes:
         """Attributes for a reply that gives the kernel a reference to the node (lookup)."""
         self.ns.looked_up(node)
@@ -131,6 +140,8 @@ class Operations(pyfuse3.Operations):
         if name == b"..":
             node = self.ns.node(parent_inode)
             return self._entry(node.parent or node)
+        if name == STATS and parent_inode == ROOT_INO:
+            return self._stats_attributes()
         return self._entry(await self._ask(self.ns.lookup, parent_inode, os.fsdecode(name)))
 
     async def forget(self, inode_list):
@@ -139,6 +150,8 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def getattr(self, inode, ctx=None):
+        if inode == STATS_INO:
+            return self._stats_attributes()
         return self.attributes(await self._node(inode))
 
     @_guard
@@ -191,6 +204,10 @@ class Operations(pyfuse3.Operations):
     async def _open(self, inode, flags):
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
+        if inode == STATS_INO:  # each open reads the counters as they were when it opened
+            self._handles += 1
+            self._pinned[self._handles] = self.ns.stats()
+            return pyfuse3.FileInfo(fh=self._handles, direct_io=True)
         node = await self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
@@ -209,7 +226,9 @@ class Operations(pyfuse3.Operations):
     @_guard
     async def read(self, fh, off, size):
         node = self._pinned.get(fh) or await self._node(fh)  # a pinned text file, or an image by inode
-        data = self.ns.cache.get(node)
+        if isinstance(node, bytes):
+            return node[off:off + size]
+        data = self.ns.cached(node)
         if data is None:
             if self.ns.is_cheap(node):  # cheaper than the hop to a worker thread and back
                 data = self.ns.content(node)
@@ -226,7 +245,8 @@ class Operations(pyfuse3.Operations):
     async def access(self, inode, mode, ctx):
         if mode & os.W_OK:
             raise pyfuse3.FUSEError(errno.EROFS)
-        await self._node(inode)
+        if inode != STATS_INO:
+            await self._node(inode)
 
     @_guard
     async def statfs(self, ctx):
@@ -239,17 +259,8 @@ class Operations(pyfuse3.Operations):
         st.f_namemax = 255
         return st
 
-    @_guard
-    async def getxattr(self, inode, name, ctx):
-        if inode == ROOT_INO and name == DECODES_XATTR:
-            return str(self.ns.decodes).encode()
-        await self._node(inode)
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-
-    @_guard
-    async def listxattr(self, inode, ctx):
-        await self._node(inode)
-        return [DECODES_XATTR] if inode == ROOT_INO else []
+    # No getxattr or listxattr: their ENOSYS tells the kernel never to ask again, where an answer
+    # (even "no such attribute") would cost a request per file for every `ls -l`.
 
 
 for _name in ("setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename", "link",
