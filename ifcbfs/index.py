@@ -144,6 +144,10 @@ class Index:
         except queue.Full:
             pass
 
+    def queued(self) -> int:
+        """Records waiting to be written."""
+        return self._queue.qsize()
+
     def _write_loop(self) -> None:
         try:
             db = self._connect()  # its own connection: in WAL mode readers never wait for it

@@ -471,6 +471,7 @@ class Namespace:
             "decodes": self.decodes, "parses": self.parses, "bins_listed": self.bins_listed,
             "index_hits": index.hits if index is not None else 0,
             "index_misses": index.misses if index is not None else 0,
+            "index_queue": index.queued() if index is not None else 0,
             "bins_in_memory": len(self._models), "bin_cache_bytes": self._models_size,
             "cache_bytes": self.cache.used,
         }
