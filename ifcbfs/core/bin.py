@@ -149,8 +149,8 @@ class Bin:
         sizes = list(map(png_size, widths[:listed], heights[:listed]))
         codes = list(map(or_, repeat(KIND_IMAGE << KIND_SHIFT), targets[:listed]))
         model._listing, rest = listing_mod.of_columns(names, sizes, codes, model._extras(adc), Entry)
-        model._packed = ((targets, widths, heights), None, columns, rest)
-        model.footprint = 1024 + BYTES_PER_ENTRY * len(model._listing.names)
+        model._packed = listing_mod.packed(((targets, widths, heights), None, columns, rest))
+        model.footprint = 1024 + BYTES_PER_ENTRY * len(model._listing.codes)
         return model
 
     def _summary(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, pairs: list, n_images: int) -> None:
@@ -187,7 +187,7 @@ class Bin:
         model.files = files
         (model.header, model.pairs, model.n_triggers, model.skipped_lines, model.hdr_json, model._listing,
          model._packed) = listing_mod.unpack(state)
-        model.footprint = 1024 + BYTES_PER_ENTRY * len(model._listing.names)
+        model.footprint = 1024 + BYTES_PER_ENTRY * len(model._listing.codes)
         return model
 
     def __getattr__(self, name: str):

@@ -21,12 +21,21 @@ MARSHAL_VERSION = 4
 
 
 class Listing(NamedTuple):
-    """A bin folder's entries in name order, as columns."""
+    """A bin folder's entries in name order, as columns of a few objects (little memory, and
+    none scattered among the objects the next parse frees)."""
 
-    names: list[bytes]  # UTF-8 (a name with '/' is in a sub-folder)
-    sizes: Sequence[int]
-    codes: Sequence[int]
+    names: bytes  # UTF-8, each followed by NUL (a name with '/' is in a sub-folder)
+    sizes: array  # of 'q'
+    codes: array  # of 'q'
     flat: bool  # no entry is in a sub-folder
+
+    def name_list(self) -> list[bytes]:
+        return self.names.split(b"\0")[:-1]
+
+
+def _listing(names: list[str], sizes: Sequence[int], codes: Sequence[int]) -> Listing:
+    return Listing(("\0".join(names) + "\0").encode() if names else b"", array("q", sizes), array("q", codes),
+                   "/" not in "".join(names))
 
 
 def fields(items: Sequence[tuple], *indexes: int) -> list[list]:
@@ -36,8 +45,7 @@ def fields(items: Sequence[tuple], *indexes: int) -> list[list]:
 
 def listing_of(entries: Sequence[tuple]) -> Listing:
     """The listing of records (core.bin.Entry: name, size, image, code, ...) in name order."""
-    names, sizes, codes = fields(entries, 0, 1, 3)
-    return Listing(list(map(str.encode, names)), sizes, codes, "/" not in "".join(names))
+    return _listing(*fields(entries, 0, 1, 3))
 
 
 def records_of(images: list, entries: list) -> tuple:
@@ -68,24 +76,26 @@ def of_columns(names: list[str], sizes: list[int], codes: list[int], extras: lis
     rest = [[i if i < n else -1 for i in order]]
     for k, name in enumerate(entry_type._fields[4:], 4):  # image entries have the defaults
         rest.append(ordered([entry_type._field_defaults[name]] * n + [e[k] for e in extras]))
-    listing = Listing(list(map(str.encode, ordered(names))), ordered(sizes + [e[1] for e in extras]),
-                      ordered(codes + [e[3] for e in extras]), "/" not in "".join(names))
-    return listing, rest
+    return _listing(ordered(names), ordered(sizes + [e[1] for e in extras]), ordered(codes + [e[3] for e in extras])), rest
 
 
 def pack(header: dict, pairs, n_triggers: int, skipped: int, hdr_json: bytes, listing: Listing,
          records: "tuple | bytes") -> tuple:
     """A model as plain values for `marshal`: the small ones and the listing first, then the
     records (see records_of) packed."""
-    return (header, list(map(tuple, pairs)), n_triggers, skipped, hdr_json, b"\0".join(listing.names),
-            array("q", listing.sizes).tobytes(), array("q", listing.codes).tobytes(), listing.flat,
-            records if isinstance(records, bytes) else marshal.dumps(records, MARSHAL_VERSION))
+    return (header, list(map(tuple, pairs)), n_triggers, skipped, hdr_json, listing.names,
+            listing.sizes.tobytes(), listing.codes.tobytes(), listing.flat, packed(records))
+
+
+def packed(records: "tuple | bytes") -> bytes:
+    """Records (see records_of) as bytes: one object, however many records."""
+    return records if isinstance(records, bytes) else marshal.dumps(records, MARSHAL_VERSION)
 
 
 def unpack(state: tuple) -> tuple:
     """(header, pairs, n_triggers, skipped, hdr_json, listing, packed records) of a packed model."""
     header, pairs, n_triggers, skipped, hdr_json, names, sizes, codes, flat, records = state
-    listing = Listing(names.split(b"\0") if names else [], array("q", sizes), array("q", codes), flat)
+    listing = Listing(names, array("q", sizes), array("q", codes), flat)
     return header, list(map(tuple, pairs)), n_triggers, skipped, hdr_json, listing, records
 
 
@@ -102,7 +112,7 @@ def expand(records: "tuple | bytes", listing: Listing, image_type: type, entry_t
     images = list(map(tuple.__new__, repeat(image_type), zip(targets, widths, heights, parts)))
     if not listing.names:
         return images, []
-    names = b"\0".join(listing.names).decode().split("\0")
+    names = listing.names.decode().split("\0")[:-1]
     image_at, *others = rest
     columns = [names, list(listing.sizes), list(map([*images, None].__getitem__, image_at)), list(listing.codes), *others]
     return images, list(map(tuple.__new__, repeat(entry_type), zip(*columns)))

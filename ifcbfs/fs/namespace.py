@@ -230,7 +230,7 @@ class Namespace:
     def _rows_of(self, node: Node, version) -> "Rows":
         listing = version.listing() if node.kind == BIN else None
         if listing is not None and listing.flat:  # a bin folder of files only: all alike but name and size
-            return Rows(listing.names, list(map(or_, repeat(node.ino), listing.codes)), listing.sizes,
+            return Rows(listing.name_list(), list(map(or_, repeat(node.ino), listing.codes)), listing.sizes,
                         None, None, None, node)
         children = self.listing(node.ino)
         return Rows([os.fsencode(c.name) for c in children], [c.ino for c in children],
