@@ -243,6 +243,7 @@ def serve(cfg: Config, on_ready) -> int:
 
     from .fs.ops import Operations, invalidate, watch
 
+    service.one_malloc_arena()
     ns = Namespace(DataRoot(cfg.source, cfg.include_skipped), cfg.options, open_index(cfg))
     ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
     try:

@@ -78,6 +78,7 @@ class Index:
         db = sqlite3.connect(self.path, timeout=5, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-256")  # KiB: records are read once per listing, the OS caches the file
         return db
 
     def _open(self) -> sqlite3.Connection:
