@@ -98,6 +98,21 @@ def setup_logging(foreground: bool, debug: bool) -> None:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None)
+
+
+def trim_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc), where a long listing leaves them
+    scattered; nothing elsewhere."""
+    try:
+        _libc().malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def one_malloc_arena() -> bool:
     """Have every thread allocate from one malloc arena (glibc; elsewhere nothing changes).
 
@@ -105,9 +120,7 @@ def one_malloc_arena() -> bool:
     each arena keeps make the daemon's memory creep up over a long listing. One arena keeps it
     flat. False when the C library has no such setting."""
     try:
-        import ctypes
-
-        return bool(ctypes.CDLL(None).mallopt(-8, 1))  # M_ARENA_MAX
+        return bool(_libc().mallopt(-8, 1))  # M_ARENA_MAX
     except (OSError, AttributeError):
         return False
 
