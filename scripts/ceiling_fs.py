@@ -16,7 +16,11 @@ dict lookup: attributes are built once per inode, entries and attributes are
 cached by the kernel for a long time, and files are opened with keep_cache.
 
 The process runs in the foreground, prints "ready" on stdout once mounted and
-unmounts cleanly on SIGTERM or SIGINT.
+unmounts cleanly on SIGTERM or SIGINT. After SIGUSR1 it answers open with ENOSYS:
+the kernel then stops sending open and release (FUSE's no-open support) and keeps
+what it cached. pyfuse3 gives read() only the file handle, which is 0 without an
+open, so a filesystem can use this only once every file it serves is cached: this
+is to measure what no-open would bring, not to serve a tree.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ class CeilingFS(pyfuse3.Operations):
     def __init__(self, dirs: list[str], files: list[tuple[str, int]], content: str | None = None):
         super().__init__()
         self.data: dict[int, bytes] = {}  # file inode -> its bytes (with --content)
+        self.no_open = False  # set by SIGUSR1
         uid, gid = os.getuid(), os.getgid()
         self.attrs: dict[int, pyfuse3.EntryAttributes] = {}
         self.children: dict[int, list[tuple[bytes, int]]] = {}   # dir inode -> sorted entries
@@ -163,6 +168,8 @@ class CeilingFS(pyfuse3.Operations):
         pass
 
     async def open(self, inode, flags, ctx):
+        if self.no_open:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise pyfuse3.FUSEError(errno.EROFS)
         try:
@@ -171,6 +178,8 @@ class CeilingFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR if inode in self.children else errno.ENOENT) from None
 
     async def read(self, fh, off, size):
+        if fh not in self.sizes:  # (no-open: a read that no open preceded)
+            raise pyfuse3.FUSEError(errno.EIO)
         if self.data:
             return self.data[fh][off:off + size]
         end = min(off + size, self.sizes[fh])
@@ -201,11 +210,14 @@ def load_manifest(path: str) -> tuple[list[str], list[tuple[str, int]]]:
     return list(m.get("dirs", [])), [(str(p), int(n)) for p, n in m.get("files", [])]
 
 
-async def serve(max_tasks: int) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+async def serve(ops: CeilingFS, max_tasks: int) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             async def stop_on_signal() -> None:
-                async for _ in signals:
+                async for signum in signals:
+                    if signum == signal.SIGUSR1:
+                        ops.no_open = True
+                        continue
                     pyfuse3.terminate()
                     return
 
@@ -231,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     options |= {"fsname=ceilingfs", "subtype=ceilingfs", "ro", "noatime"}
     pyfuse3.init(ops, args.mountpoint, options)
     try:
-        trio.run(serve, args.max_tasks)
+        trio.run(serve, ops, args.max_tasks)
     except BaseException:
         pyfuse3.close(unmount=True)
         raise
