@@ -51,8 +51,8 @@ subjects are interleaved; every "cold" pass uses a fresh mount):
   peak RSS   VmHWM of the ifcbfs daemons that served the dataset; MB
   ready      from starting `ifcbfs SRC MNT -f` on a tree of --ready-bins tiny bins
              to the first read of a hdr.json; s (the tree is cached in bench-out/)
-  decodes    the daemon's decode counter (xattr user.ifcbfs.decodes on the mount
-             root) over a stat walk, when the daemon has it
+  decodes    the daemon's decode counter (its .ifcbfs-stats file at the mount root)
+             over a stat walk, when the daemon has it
 
 Targets: cold 1 reader / export >= 1.0; cold 4 readers / export >= 1.6;
 warm / ceiling (same readers) >= 0.9; stat / ceiling >= 0.9; peak RSS <= 150 MB;
@@ -60,6 +60,11 @@ time to ready < 1 s; decodes on stat == 0.
 
 All results (every pass, the medians, the ratios) go to --out as JSON.
 Temporary data and mounts live under bench-out/ and are removed on exit.
+
+Two more modes, each with its own table and targets (see scripts/bench_scale.py and
+scripts/bench_loader.py): --scale walks a million files cold and with a warm index
+against the ceiling; --loader runs a training loader's pass and ls -lR on the mount
+and on an ifcbfs-export of the same tree.
 """
 
 
