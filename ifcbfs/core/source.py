@@ -54,6 +54,7 @@ class Source(ABC):
     """Where raw files live. Folder paths are relative to the source root, '/'-separated."""
 
     location: str  # for messages: a path or a URL
+    remote = False  # True when reads wait on a network (never produce bytes on an event loop)
 
     @abstractmethod
     def problem(self) -> str | None:
@@ -111,8 +112,13 @@ class Folder:
     bins: dict[str, BinFiles]
 
 
-def open_source(spec: str, exclude: tuple[str, ...] = ()) -> Source:
-    """The source a command line names: a folder path (or, by URL, another backend)."""
+def open_source(spec: str, exclude: tuple[str, ...] = (), options: dict | None = None) -> Source:
+    """The source a command line names: a folder path, or `s3://BUCKET[/PREFIX]` with `options`
+    for the object store (endpoint, region, threads; see s3.S3Source)."""
+    from . import s3
+
+    if s3.is_url(spec):
+        return s3.S3Source(spec, **(options or {}))
     from .local import LocalSource
 
     return LocalSource(spec, exclude)
@@ -203,6 +209,6 @@ def _name(path: str) -> str:
     return path.rpartition("/")[2]
 
 
-def root_problem(spec: str) -> str | None:
+def root_problem(spec: str, options: dict | None = None) -> str | None:
     """Why the source a command line names cannot serve as a data root, in one line; else None."""
-    return open_source(spec).problem()
+    return open_source(spec, options=options).problem()

@@ -5,7 +5,7 @@
 #     source "$(dirname "$0")/lib/setup.sh"
 #
 # Makes sure the system packages, /dev/fuse and the project's virtualenv
-# (.venv at the repository root, with `pip install -e '.[test]'`) are in place.
+# (.venv at the repository root, with `pip install -e '.[EXTRAS]'`) are in place.
 # Every step is skipped when its result is already there, so a second run takes
 # well under a second. Prints one line per step; when a step fails, its full
 # output is shown and sourcing returns non-zero.
@@ -21,6 +21,9 @@
 IFCBFS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 IFCBFS_VENV="$IFCBFS_ROOT/.venv"
 export IFCBFS_ROOT IFCBFS_VENV
+
+# The project's optional extras the tests need (pyproject.toml [project.optional-dependencies]).
+_ifcbfs_extras="test,s3"
 
 # Debian packages needed to build pyfuse3, mount, and run the tests.
 # systemd provides systemd-analyze (used to check the unit files).
@@ -157,17 +160,17 @@ _ifcbfs_setup_venv() {
 
 _ifcbfs_setup_install() {
     local stamp="$IFCBFS_VENV/.ifcbfs-install-stamp" want have=""
-    want="$(sha256sum "$IFCBFS_ROOT/pyproject.toml" | cut -d' ' -f1)"
+    want="$(sha256sum "$IFCBFS_ROOT/pyproject.toml" | cut -d' ' -f1) [$_ifcbfs_extras]"
     [ -f "$stamp" ] && have="$(cat "$stamp")"
     if [ "$want" = "$have" ] && [ -x "$IFCBFS_VENV/bin/ifcbfs" ]; then
         _ifcbfs_say "python packages: up to date"
         return 0
     fi
-    _ifcbfs_say "python packages: pip install -e '.[test]' (pyproject.toml changed or never installed)"
+    _ifcbfs_say "python packages: pip install -e '.[$_ifcbfs_extras]' (pyproject.toml changed or never installed)"
     rm -f "$stamp"
-    _ifcbfs_run "pip install -e '.[test]'" \
+    _ifcbfs_run "pip install -e '.[$_ifcbfs_extras]'" \
         env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-        "$IFCBFS_VENV/bin/python" -m pip install -e "${IFCBFS_ROOT}[test]" || return
+        "$IFCBFS_VENV/bin/python" -m pip install -e "${IFCBFS_ROOT}[$_ifcbfs_extras]" || return
     printf '%s\n' "$want" >"$stamp"
 }
 
