@@ -11,17 +11,20 @@ import sys
 from dataclasses import dataclass, field
 
 from . import __version__, service
-from .core.source import DataRoot, root_problem
+from .core import s3
+from .core.source import DataRoot, open_source, root_problem
 from .fs.namespace import Namespace, Options
 
 log = logging.getLogger("ifcbfs")
+REMOTE_WORKERS = 16  # threads for an object store: they mostly wait on the network
 
 USAGE = """\
 usage: ifcbfs SOURCE MOUNTPOINT [-f] [-d] [-o OPT[,OPT...]]
        ifcbfs --help | --version
 
 Show the raw IFCB data under SOURCE (.hdr/.adc/.roi files) at MOUNTPOINT as a read-only
-tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
+tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv. SOURCE is a folder
+or an object store's s3://BUCKET[/PREFIX] (credentials from the standard AWS chain).
 
   -f              stay in the foreground (default: return once the mount serves files)
   -d              log every request (implies nothing else; combine with -f to see it)
@@ -32,7 +35,12 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      uid=N, gid=N         owner shown for every file (default: the mounting user)
      cache_size=SIZE      bytes of produced files kept in memory, e.g. 256M (default 256M)
      poll=SECONDS         how often the source is re-checked for new or growing bins (default 2; 0: never)
-     workers=N            threads that decode images (default: the number of cores)
+     workers=N            threads that read and decode images (default: the number of cores;
+                          16 for s3://)
+     endpoint=URL         s3:// only: the S3-compatible service (default: AWS, or $AWS_ENDPOINT_URL)
+     region=NAME          s3:// only: its region (default: the AWS configuration's)
+     readahead=SIZE       s3:// only: bytes fetched ahead of a reader that walks a bin in order
+                          (default 512K; 0: off)
      fsname=NAME          name shown by mount and df (default: SOURCE)
      nonempty             allow mounting over a folder that is not empty
      recover              clear a dead ifcbfs mount left at MOUNTPOINT (after a crash) first
@@ -66,18 +74,35 @@ class Config:
     recover: bool = False
     poll: float = 2.0
     workers: int = 0
+    endpoint: str | None = None  # s3:// sources only
+    region: str | None = None
+    readahead: int | None = None
+
+    @property
+    def threads(self) -> int:
+        """Worker threads: the cores for a folder; more for an object store, whose reads wait."""
+        if self.workers:
+            return self.workers
+        return max(REMOTE_WORKERS, os.cpu_count() or 2) if s3.is_url(self.source) else os.cpu_count() or 2
+
+    def source_options(self) -> dict:
+        """What open_source needs besides SOURCE (the object store's endpoint, region, threads)."""
+        if not s3.is_url(self.source):
+            return {}
+        options = {"endpoint": self.endpoint, "region": self.region, "threads": self.threads}
+        return options if self.readahead is None else {**options, "readahead": self.readahead}
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, key: str = "cache_size") -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     text = text.strip().upper().removesuffix("B").removesuffix("I")
     number, unit = (text[:-1], text[-1]) if text[-1:] in units and text[-1:] else (text, "")
     try:
         value = int(float(number) * units[unit])
     except (ValueError, KeyError):
-        raise UsageError(f"cache_size={text!r}: expected bytes, like 268435456 or 256M", 2) from None
+        raise UsageError(f"{key}={text!r}: expected bytes, like 268435456 or 256M", 2) from None
     if value < 0:
-        raise UsageError("cache_size must not be negative", 2)
+        raise UsageError(f"{key} must not be negative", 2)
     return value
 
 
@@ -118,7 +143,8 @@ def parse_args(argv: list[str]) -> Config:
             positional.append(arg)
     if len(positional) != 2:
         raise UsageError("expected SOURCE and MOUNTPOINT (see ifcbfs --help)", 2)
-    cfg = Config(os.path.abspath(positional[0]), os.path.abspath(positional[1]), foreground, debug)
+    source = positional[0] if s3.is_url(positional[0]) else os.path.abspath(positional[0])
+    cfg = Config(source, os.path.abspath(positional[1]), foreground, debug)
     values = {"uid": os.getuid(), "gid": os.getgid(), "layout": "mirror", "cache_size": 256 << 20}
     for opt in opts:
         key, sep, value = opt.partition("=")
@@ -149,10 +175,30 @@ def parse_args(argv: list[str]) -> Config:
                 raise UsageError(f"poll={value!r}: expected seconds", 2) from None
         elif key == "workers":
             cfg.workers = _int_option(key, value)
+        elif key in ("endpoint", "region") and sep:
+            setattr(cfg, key, value)
+        elif key == "readahead":
+            cfg.readahead = parse_size(value, key)
         else:
             raise UsageError(f"unknown option {opt!r} (see ifcbfs --help)", 2)
     cfg.options = Options(**values)
+    check_object_store(cfg)
     return cfg
+
+
+def check_object_store(cfg: Config) -> None:
+    """Refuse a malformed s3:// SOURCE, endpoint or region, or the object store's options on a folder."""
+    try:
+        if s3.is_url(cfg.source):
+            s3.parse_url(cfg.source)
+            if cfg.endpoint is not None:
+                s3.check_endpoint(cfg.endpoint)
+            if cfg.region is not None:
+                s3.check_region(cfg.region)
+        elif (cfg.endpoint, cfg.region, cfg.readahead) != (None, None, None):
+            raise UsageError("endpoint=, region= and readahead= apply to s3://BUCKET[/PREFIX] sources only", 2)
+    except s3.S3UrlError as err:
+        raise UsageError(str(err), 2) from None
 
 
 def _stale(path: str) -> bool:
@@ -167,7 +213,7 @@ def _stale(path: str) -> bool:
 def check_paths(cfg: Config) -> None:
     """Refuse, with one clear line, what cannot be mounted; clear a dead mount with `recover`."""
     src, mnt = cfg.source, cfg.mountpoint
-    problem = root_problem(src)
+    problem = root_problem(src, cfg.source_options())
     if problem:
         raise UsageError(problem)
     if not os.path.exists("/dev/fuse"):
@@ -207,8 +253,9 @@ def serve(cfg: Config, on_ready) -> int:
 
     from .fs.ops import Operations, invalidate, watch
 
-    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped), cfg.options)
-    ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
+    source = open_source(cfg.source, options=cfg.source_options())
+    ns = Namespace(DataRoot(source, cfg.include_skipped), cfg.options)
+    ops = Operations(ns, workers=cfg.threads, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
     except RuntimeError as err:

@@ -16,10 +16,12 @@ import signal
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from . import __version__
-from .core.source import DataRoot, root_problem
+from .core import s3
+from .core.source import DataRoot, open_source, root_problem
 from .fs.namespace import BIN, FsError, Namespace, Node, Options
 
 PROG = "ifcbfs-export"
@@ -58,7 +60,8 @@ def _jobs(text: str) -> int:
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Write the tree `ifcbfs SOURCE MOUNTPOINT` would show into DEST "
                 "(PNG images, hdr.json, adc.csv) without mounting. Files already up to date are skipped.")
-    p.add_argument("source", metavar="SOURCE", help="data root holding raw .hdr/.adc/.roi files (never written)")
+    p.add_argument("source", metavar="SOURCE", help="data root holding raw .hdr/.adc/.roi files (never written): "
+                   "a folder, or s3://BUCKET[/PREFIX] (credentials from the standard AWS chain)")
     p.add_argument("dest", metavar="DEST", help="folder to write into (created if missing)")
     p.add_argument("--layout", choices=("mirror", "flat"), default="mirror",
                    help="mirror the source folders (default) or put every bin folder at the top")
@@ -69,15 +72,42 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", metavar="DATE", type=parse_date, help="only bins sampled before DATE (UTC)")
     p.add_argument("--instrument", metavar="N", type=int, action="append", default=[],
                    help="only bins of instrument N (may be repeated)")
+    p.add_argument("--endpoint", metavar="URL", type=_checked(s3.check_endpoint),
+                   help="s3:// only: the S3-compatible service (default: AWS, or $AWS_ENDPOINT_URL)")
+    p.add_argument("--region", metavar="NAME", type=_checked(s3.check_region),
+                   help="s3:// only: its region (default: the AWS configuration's)")
     p.add_argument("-j", "--jobs", metavar="N", type=_jobs, default=len(os.sched_getaffinity(0)) or 1,
                    help="processes writing bins (default: the cores this process may use)")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
 
-def check_paths(source: str, dest: str) -> None:
+def _checked(check):
+    """An argparse type that runs one of s3's checks, its message becoming the usage error."""
+    def convert(text: str) -> str:
+        try:
+            return check(text)
+        except s3.S3UrlError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return convert
+
+
+def source_options(args) -> dict:
+    """What open_source needs besides SOURCE; endpoint and region make sense for s3:// only."""
+    if not s3.is_url(args.source):
+        if args.endpoint or args.region:
+            raise UsageError("--endpoint and --region apply to s3://BUCKET[/PREFIX] sources only", 2)
+        return {}
+    try:
+        s3.parse_url(args.source)
+    except s3.S3UrlError as err:
+        raise UsageError(str(err), 2) from None
+    return {"endpoint": args.endpoint, "region": args.region, "threads": 1}
+
+
+def check_paths(source: str, dest: str, options: dict | None = None) -> None:
     """Refuse, with one clear line, a SOURCE that cannot be read or a DEST that cannot be written."""
-    problem = root_problem(source)
+    problem = root_problem(source, options)
     if problem:
         raise UsageError(problem)
     if _inside(dest, source):
@@ -91,6 +121,8 @@ def check_paths(source: str, dest: str) -> None:
 
 
 def _inside(path: str, folder: str) -> bool:
+    if s3.is_url(folder):
+        return False  # an object store holds no local folder
     path, folder = os.path.realpath(path), os.path.realpath(folder)
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
@@ -130,12 +162,13 @@ def wanted(bin_id, args) -> bool:
 _worker: dict = {}
 
 
-def _init_worker(source: str, include_skipped: bool, options: Options, stop) -> None:
+def _init_worker(source: str, source_opts: dict, include_skipped: bool, options: Options, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     quiet = logging.getLogger("ifcbfs")  # problems come back in the result: one line per bin
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    _worker.update(ns=Namespace(DataRoot(source, include_skipped), options), stop=stop)
+    root = DataRoot(open_source(source, options=source_opts), include_skipped)
+    _worker.update(ns=Namespace(root, options), stop=stop)
 
 
 def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
@@ -149,7 +182,7 @@ def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
     try:
         if _inside(folder, ns.source.root):
             raise OSError(f"{folder} leads into the source: not written")
-        node = ns.load_bin(path, files)
+        node = ns.load_bin(path, replace(files, source=ns.source.source))  # this process's connections
         os.makedirs(folder, exist_ok=True)
         present = _scan_dest(folder)
         for child in node.children.values():
@@ -254,10 +287,11 @@ class Report:
 
 def run(args) -> int:
     """Export; returns the exit status (0, 1 when any file was not exported, 130 when interrupted)."""
-    source, dest = os.path.abspath(args.source), os.path.abspath(args.dest)
-    check_paths(source, dest)
+    source = args.source if s3.is_url(args.source) else os.path.abspath(args.source)
+    dest, source_opts = os.path.abspath(args.dest), source_options(args)
+    check_paths(source, dest, source_opts)
     options = Options(layout=args.layout, cache_size=0)
-    ns = Namespace(DataRoot(source, args.include_skipped), options)
+    ns = Namespace(DataRoot(open_source(source, options=source_opts), args.include_skipped), options)
     report = Report(0)
     folders, bins, report.errors = select_bins(ns, args, report)
     report.total = len(bins)
@@ -266,7 +300,7 @@ def run(args) -> int:
     stop = ctx.Event()
     jobs = max(1, min(args.jobs, len(bins)))
     pending: dict[Future, str] = {}
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(source, args.include_skipped, options, stop)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(source, source_opts, args.include_skipped, options, stop)) as pool:
         try:
             for b in bins:
                 pending[pool.submit(export_bin, b.path, b.files, b.mtime_ns, target(b))] = b.path

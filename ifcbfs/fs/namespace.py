@@ -134,13 +134,14 @@ class Namespace:
 
     def is_cheap(self, node: Node) -> bool:
         """True when producing a file costs less than handing it to a worker thread (~100 us):
-        `hdr.json`, or an image of one ROI under INLINE_LIMIT bytes (most images)."""
+        `hdr.json`, or an image of one ROI under INLINE_LIMIT bytes (most images) from a local
+        source (a remote source's read waits on the network: never on the event loop)."""
         if node.entry is None:
             return False
         image = node.entry.image
         if image is None:
             return node.name == HDR_JSON
-        return node.size < INLINE_LIMIT and len(image.parts) == 1
+        return node.size < INLINE_LIMIT and len(image.parts) == 1 and not self.source.source.remote
 
     def read(self, ino: int) -> bytes:
         """The whole content of the file that inode `ino` is now."""
@@ -264,7 +265,9 @@ class Namespace:
         old = node.children
         try:
             fresh = self._scan_dir(node)
-        except FsError:
+        except FsError as err:
+            if err.errno == errno.EIO:
+                return  # the source did not answer (an object store's outage): try again later
             fresh = {}
         for name, child in old.items():
             new = fresh.get(name)
