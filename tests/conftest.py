@@ -21,3 +21,35 @@ def ifcb_data() -> Path:
 def expected(ifcb_data) -> dict:
     """expected.json: images, stitched pairs and header properties of every real bin."""
     return json.loads((ifcb_data / "expected.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def s3(ifcb_data, tmp_path_factory):
+    """A SeaweedFS S3 server on localhost holding the staged bins (tests/s3server.py): `tree/`
+    and `kit/` in bucket s3server.BUCKET, the same files under `s3.stage` for local mounts.
+    Fails in CI and skips elsewhere when the server cannot start."""
+    from s3server import WeedServer, match_stamps, stage
+
+    try:
+        import boto3  # noqa: F401
+    except ImportError as err:
+        _unavailable(f"S3 tests need boto3 (pip install -e '.[s3]'): {err}")
+    work = tmp_path_factory.mktemp("s3")
+    server = WeedServer(work / "weed")
+    try:
+        server.start()
+    except (RuntimeError, OSError) as err:
+        _unavailable(f"cannot start the SeaweedFS S3 server: {err}")
+    try:
+        server.stage = stage(ifcb_data, work / "stage")
+        match_stamps(server.stage, server.upload(server.stage))
+        yield server
+    finally:
+        server.stop()
+
+
+def _unavailable(reason: str) -> None:
+    """Fail in CI (which installs everything), skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
