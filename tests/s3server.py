@@ -15,6 +15,7 @@ from pathlib import Path
 ACCESS_KEY, SECRET_KEY = "ifcbfs-test", "ifcbfs-test-secret"
 BUCKET = "ifcbfs-test"
 START_TIMEOUT = 60.0
+STORED_AS_IS = "image/x-ifcb-raw"  # a content type SeaweedFS does not compress (see upload)
 
 
 def weed_binary() -> str | None:
@@ -151,12 +152,18 @@ class WeedServer:
 
     def upload(self, tree: Path, prefix: str = "") -> dict[str, int]:
         """Put every file under `tree` at key `prefix + its relative path`; return each key's
-        LastModified in ns (what a mount of the bucket shows as its mtime)."""
+        LastModified in ns (what a mount of the bucket shows as its mtime).
+
+        The content type is an image/ one: SeaweedFS gzips an object it finds compressible
+        (raw IFCB data is) and then inflates all of it for every ranged GET, some 20 ms for a
+        2 MB .roi; it stores image/ types as they are, as AWS S3, MinIO and Ceph store everything.
+        """
         from ifcbfs.core.s3 import _ns
 
         client = self.client()
         for path in sorted(p for p in Path(tree).rglob("*") if p.is_file()):
-            client.put_object(Bucket=BUCKET, Key=prefix + path.relative_to(tree).as_posix(), Body=path.read_bytes())
+            client.put_object(Bucket=BUCKET, Key=prefix + path.relative_to(tree).as_posix(), Body=path.read_bytes(),
+                              ContentType=STORED_AS_IS)
         stamps = {}
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
             for obj in page.get("Contents", ()):

@@ -1,11 +1,13 @@
 """Kernel mounts of a real S3 server (SeaweedFS) read with real tools: the same tree, bytes and
 inodes as a mount of the same files on disk, two mounts at once, an outage, bad credentials."""
+import errno
 import hashlib
 import io
 import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -136,25 +138,51 @@ def test_the_ifcbkit_key_scheme_mounts_with_no_option(s3, tmp_path, expected):
         with_kit.stop()
 
 
-def test_an_outage_is_eio_with_one_log_line_and_reads_work_once_it_is_back(s3, tmp_path):
+def test_an_outage_is_eio_with_one_log_line_and_reads_work_once_it_is_back(s3, tmp_path, expected):
     m = s3_mount(s3, "tree", tmp_path / "outage", "poll=0.5")
     try:
-        folder = m.path / ONE_BIN
-        pngs = sorted(folder.glob("*.png"))
-        s3.stop()
+        busy = "D20200819T123054_IFCB122"
+        folders = [m.path / ONE_BIN, m.path / "bins" / busy / busy]
+        pngs = [sorted(folder.glob("*.png")) for folder in folders]
+        outcomes = []
+
+        def read(paths):
+            for path in paths:
+                try:
+                    outcomes.append((path, path.read_bytes()))
+                except OSError as err:
+                    outcomes.append((path, err.errno))
+                    return  # as a reader would: stop at the first error
+
+        readers = [threading.Thread(target=read, args=(pngs[1][k::4],)) for k in range(4)]
+        for t in readers:
+            t.start()
+        while not outcomes:
+            time.sleep(0.001)
+        s3.stop()  # mid-read
         try:
-            for png in pngs[:3]:
+            for t in readers:
+                t.join()
+            for png in pngs[0][:3]:
                 with pytest.raises(OSError) as err:
                     png.read_bytes()
-                assert err.value.errno == 5  # EIO
-            assert sorted(folder.glob("*.png")) == pngs, "the tree changed during the outage"
+                assert err.value.errno == errno.EIO
+            assert [sorted(folder.glob("*.png")) for folder in folders] == pngs, "the tree changed in the outage"
         finally:
             s3.start()
         assert m.proc.poll() is None
+        for path, got in outcomes:  # each read: the exact image, or EIO; never other bytes
+            if got != errno.EIO:
+                with Image.open(io.BytesIO(got)) as im:
+                    want = expected["bins"][busy]["images"][path.name]["pixels_sha256"]
+                    assert hashlib.sha256(im.tobytes()).hexdigest() == want, path
+        assert errno.EIO in [got for _, got in outcomes]
         warnings = [line for line in m.logged().splitlines() if "WARNING" in line]
-        assert [line for line in warnings if f"WARNING {ONE_BIN}: read: " in line] == warnings[:1], m.logged()
-        assert len(warnings) <= 2 and "cannot connect" in warnings[0], m.logged()  # the reads; the re-check
-        for png in pngs[:3]:
+        for folder in (ONE_BIN, f"bins/{busy}/{busy}"):
+            assert len([line for line in warnings if f"WARNING {folder}: read: " in line]) <= 1, m.logged()
+        assert any(f"WARNING {ONE_BIN}: read: " in line and "cannot connect" in line for line in warnings)
+        assert len(warnings) <= 3, m.logged()  # the two bins' reads; the watcher's re-check
+        for png in pngs[0][:3] + pngs[1][-3:]:
             with Image.open(png) as im:
                 im.load()
     finally:

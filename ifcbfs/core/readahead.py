@@ -30,6 +30,11 @@ class ReadAhead:
         self._runs: OrderedDict[tuple, tuple[int, int]] = OrderedDict()  # version -> (last end, run length)
         self.hits = 0  # reads served from a window (no request)
 
+    def holds(self, f: SourceFile, start: int, length: int) -> bool:
+        """True when a window holds these bytes (reading them costs no request)."""
+        held = self._held.get((f.path, f.ident))
+        return bool(held) and held[0] <= start and start + length <= held[0] + len(held[1])
+
     def read(self, f: SourceFile, start: int, length: int, fetch: Callable[[int, int], bytes]) -> bytes:
         """`length` bytes at `start` of `f`, from a window or by `fetch(start, length)`, which may
         return fewer bytes only when the file ends first."""

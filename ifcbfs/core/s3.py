@@ -233,6 +233,9 @@ class S3Source(Source):
             raise SourceUnreadable(f"{self.url(f.path)}: {len(data)} bytes read of {f.size} listed", errno.EIO)
         return data
 
+    def holds(self, f: SourceFile, start: int, length: int) -> bool:
+        return self.ahead is not None and self.ahead.holds(f, start, length)
+
     def read_range(self, f: SourceFile, start: int, length: int) -> bytes:
         if length <= 0:
             return b""

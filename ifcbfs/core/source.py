@@ -80,6 +80,11 @@ class Source(ABC):
         """A cheap check of whether a folder changed (0: cannot tell, list it again)."""
         return 0
 
+    def holds(self, f: SourceFile, start: int, length: int) -> bool:
+        """True when reading these bytes waits on nothing slower than a disk (a local file, or a
+        remote one's bytes already in memory): then they may be read on an event loop."""
+        return not self.remote
+
     def sibling(self, name: str) -> "Source | None":
         """The source of a folder beside this one (`adcmod`), if there is one."""
         return None

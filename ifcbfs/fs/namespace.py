@@ -134,14 +134,17 @@ class Namespace:
 
     def is_cheap(self, node: Node) -> bool:
         """True when producing a file costs less than handing it to a worker thread (~100 us):
-        `hdr.json`, or an image of one ROI under INLINE_LIMIT bytes (most images) from a local
-        source (a remote source's read waits on the network: never on the event loop)."""
+        `hdr.json`, or an image of one ROI under INLINE_LIMIT bytes (most images) whose bytes
+        the source holds (a local file; for a remote one, bytes it has already fetched)."""
         if node.entry is None:
             return False
         image = node.entry.image
         if image is None:
             return node.name == HDR_JSON
-        return node.size < INLINE_LIMIT and len(image.parts) == 1 and not self.source.source.remote
+        if node.size >= INLINE_LIMIT or len(image.parts) != 1:
+            return False
+        files, part = node.bin.files, image.parts[0]
+        return files.roi is not None and files.source.holds(files.roi, part.start, part.width * part.height)
 
     def read(self, ino: int) -> bytes:
         """The whole content of the file that inode `ino` is now."""
