@@ -121,6 +121,9 @@ class WeedServer:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        for port in self.ports.values():  # the unix sockets weed puts beside its ports
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
 
     def requests(self) -> dict[str, int]:
         """What the S3 gateway has served so far, from its Prometheus metrics: requests by type

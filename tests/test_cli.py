@@ -35,11 +35,26 @@ def test_defaults():
     (["a", "b", "-o", "cache_size=lots"], "cache_size"),
     (["a", "b", "-o", "poll=soon"], "seconds"),
     (["a", "b", "-o", "sparkle"], "unknown option"),
+    (["a", "b", "-o", "endpoint=http://x"], "apply to s3://"),
+    (["s3://", "b"], "no bucket name"),
+    (["s3://bkt", "b", "-o", "endpoint=s3.example.org"], "expected a URL"),
+    (["s3://bkt", "b", "-o", "region=Mars 1"], "expected a region name"),
+    (["s3://bkt", "b", "-o", "readahead=far"], "readahead"),
 ])
 def test_bad_arguments(argv, message):
     with pytest.raises(cli.UsageError) as err:
         cli.parse_args(argv)
     assert message in str(err.value) and err.value.status == 2
+
+
+def test_an_object_store_source_is_a_url_with_its_own_options():
+    cfg = cli.parse_args(["s3://bkt/raw/", "mnt", "-o", "endpoint=http://127.0.0.1:8333,region=eu-west-1,readahead=1M"])
+    assert cfg.source == "s3://bkt/raw/" and cfg.mountpoint == os.path.abspath("mnt")
+    assert cfg.source_options() == {"endpoint": "http://127.0.0.1:8333", "region": "eu-west-1", "threads": 16,
+                                    "readahead": 1 << 20}
+    assert "fsname=s3://bkt/raw/" in cli.fuse_options(cfg)
+    assert cli.parse_args(["s3://bkt", "m", "-o", "workers=3"]).source_options()["threads"] == 3
+    assert cli.parse_args(["/a", "/b"]).source_options() == {}
 
 
 def test_help_and_version(capsys):

@@ -232,6 +232,10 @@ def test_bad_paths_and_options_are_one_line_errors(small, tmp_path, capsys):
         ([root, tmp_path / "out", "--jobs", "0"], 2, "--jobs"),
         ([root, "/proc/ifcbfs-export-test"], 1, "cannot create destination"),
         ([root], 2, "required"),
+        ([root, tmp_path / "out", "--endpoint", "http://127.0.0.1:1"], 2, "s3://BUCKET[/PREFIX] sources only"),
+        (["s3://bkt", tmp_path / "out", "--endpoint", "127.0.0.1:1"], 2, "expected a URL"),
+        (["s3://bkt", tmp_path / "out", "--region", "no region"], 2, "expected a region name"),
+        (["s3://", tmp_path / "out"], 2, "no bucket name"),
     ]:
         code, err = run(*argv, capsys=capsys)
         assert code == status and words in err and len(err.strip().splitlines()) == 1, (argv, err)

@@ -81,13 +81,13 @@ def test_a_bin_costs_its_hdr_and_adc_an_image_one_exact_get_a_stitched_one_two(s
         os.listdir(folder.parent)
         os.listdir(stitched.parent)
         os.listdir(stitched)
-        got = {}
+        got = {"counts": s3.requests()}
 
         def cost(step) -> tuple[int, int]:
             """(GETs, bytes sent) that one step costs the server."""
-            before = s3.requests()
+            before = got["counts"]
             got["data"] = step()
-            after = s3.requests()
+            after = got["counts"] = s3.requests()
             return after["GET"] - before["GET"], after["bytes"] - before["bytes"]
 
         raw = [s3.stage / "tree" / ONE_BIN.rpartition("/")[0] / f"{folder.name}.{ext}" for ext in ("hdr", "adc")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import errno
 import logging
+import os
 import re
 import threading
 from urllib.parse import urlsplit
@@ -75,14 +76,15 @@ class S3Source(Source):
     as `ident` and LastModified as their mtime. Thread-safe: one client serves every thread,
     with a connection pool sized to them."""
 
-    remote = True  # reads wait on the network: never produce an image on the event loop
+    remote = True  # reads wait on the network, except for bytes already fetched (see holds)
 
     def __init__(self, url: str, endpoint: str | None = None, region: str | None = None, threads: int = 16,
                  readahead: int = WINDOW):
         self.bucket, self.prefix = parse_url(url)
         self.ahead = ReadAhead(readahead) if readahead > 0 else None  # for readers that walk a bin in order
         self.location = f"{SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{self.bucket}"
-        self.endpoint = check_endpoint(endpoint) if endpoint else None
+        self.endpoint = check_endpoint(endpoint) if endpoint else (
+            os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None)
         self.region = check_region(region) if region else None
         self.threads = max(1, threads)
         self._client = None
@@ -119,7 +121,7 @@ class S3Source(Source):
                                                config=config)
 
     def _errors(self) -> tuple[type, ...]:
-        """What a request can raise besides ClientError: botocore's own and the network's."""
+        """What a request can raise: the service's answer, botocore's own errors, the network's."""
         from botocore.exceptions import BotoCoreError, ClientError
         from urllib3.exceptions import HTTPError
 
