@@ -36,6 +36,8 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      uid=N, gid=N         owner shown for every file (default: the mounting user)
      umask=NNN            octal permission bits to hide (default 022: files 0644, folders 0755)
      cache_size=SIZE      bytes of produced files kept in memory, e.g. 256M (default 256M)
+     bin_cache=SIZE       bytes of listed bins kept in memory (default 64M); more are read again
+                          from the index when asked for
      index=PATH|off       where the index of listed bins is kept between mounts (default: a file
                           under $XDG_CACHE_HOME/ifcbfs); off: keep none
      poll=SECONDS         how often the source is re-checked for new or growing bins (default 2; 0: never)
@@ -76,16 +78,16 @@ class Config:
     index: str = ""  # the index file; "" for the default place, "off" for none
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, key: str = "cache_size") -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     text = text.strip().upper().removesuffix("B").removesuffix("I")
     number, unit = (text[:-1], text[-1]) if text[-1:] in units and text[-1:] else (text, "")
     try:
         value = int(float(number) * units[unit])
     except (ValueError, KeyError):
-        raise UsageError(f"cache_size={text!r}: expected bytes, like 268435456 or 256M", 2) from None
+        raise UsageError(f"{key}={text!r}: expected bytes, like 268435456 or 256M", 2) from None
     if value < 0:
-        raise UsageError("cache_size must not be negative", 2)
+        raise UsageError(f"{key} must not be negative", 2)
     return value
 
 
@@ -155,8 +157,8 @@ def parse_args(argv: list[str]) -> Config:
             values[key] = _int_option(key, value)
         elif key == "umask":
             values["umask"] = _umask(value)
-        elif key == "cache_size":
-            values["cache_size"] = parse_size(value)
+        elif key in ("cache_size", "bin_cache"):
+            values[key] = parse_size(value, key)
         elif key == "include_skipped" and not sep:
             cfg.include_skipped = True
         elif key == "allow_other" and not sep:

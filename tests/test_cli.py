@@ -14,6 +14,9 @@ def test_fstab_form_and_options():
     o = cfg.options
     assert (o.layout, o.uid, o.gid, o.cache_size, cfg.include_skipped) == ("flat", 7, 8, 64 << 20, True)
     assert (cfg.fsname, cfg.poll, cfg.workers, o.stitch) == ("lab", 0.5, 3, "qc")
+    indexed = cli.parse_args(["src", "mnt", "-o", "bin_cache=8M,index=off"])
+    assert (indexed.options.bin_cache, indexed.index) == (8 << 20, "off")
+    assert cli.parse_args(["src", "mnt", "-o", "index=idx.sqlite"]).index == os.path.abspath("idx.sqlite")
     assert {"ro", "allow_other", "default_permissions", "fsname=lab", "subtype=ifcbfs"} <= cli.fuse_options(cfg)
 
 
@@ -36,6 +39,8 @@ def test_defaults():
     (["a", "b", "-o", "stitch=maybe"], "stitch='maybe': expected on, off or qc"),
     (["a", "b", "-o", "stitch"], "stitch='': expected on, off or qc"),
     (["a", "b", "-o", "cache_size=lots"], "cache_size"),
+    (["a", "b", "-o", "bin_cache=-1"], "bin_cache must not be negative"),
+    (["a", "b", "-o", "index"], "unknown option"),
     (["a", "b", "-o", "poll=soon"], "seconds"),
     (["a", "b", "-o", "umask=999"], "octal"),
     (["a", "b", "-o", "umask=1000"], "octal"),
