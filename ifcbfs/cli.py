@@ -258,7 +258,7 @@ def serve(cfg: Config, on_ready) -> int:
                 if signum == signal.SIGHUP:
                     log.info("SIGHUP: dropping caches and re-reading the source")
                     ns.drop_caches()
-                    changes = await trio.to_thread.run_sync(ns.refresh)
+                    changes = await trio.to_thread.run_sync(ns.refresh, True)
                     await trio.to_thread.run_sync(invalidate, changes)
                     continue
                 log.info("%s: unmounting %s", signal.Signals(signum).name, cfg.mountpoint)
