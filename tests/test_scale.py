@@ -114,3 +114,26 @@ def test_status_and_statfs_counts_cost_nothing_per_node(tmp_path):
         ns.children(b.ino)
         ns.children(b.ino)
     assert ns.bins_seen() == 5
+
+
+def test_a_folder_the_kernel_forgets_lets_go_of_its_bins(tmp_path):
+    write_dataset(tmp_path, n_bins=4, n_triggers=20, seed=9, mtime=OLD)  # 2024/D20240601/...
+    ns = Namespace(DataRoot(str(tmp_path)))
+    year = ns.lookup(ROOT_INO, "2024")
+    day = ns.lookup(year.ino, "D20240601")
+    ns.looked_up(year)
+    ns.looked_up(day)
+    bins = list(ns.children(day.ino).values())
+    for b in bins:
+        ns.looked_up(b)
+        ns.children(b.ino)
+    inos = {b.name: b.ino for b in bins}
+    for b in bins[1:]:
+        ns.forget(b.ino, 1)
+    ns.forget(day.ino, 1)  # one bin is still held: the folder keeps its listing
+    assert all(ino in ns.nodes for ino in inos.values()) and bins[1].model is None
+    ns.forget(bins[0].ino, 1)  # the last one goes: everything the folder listed goes
+    assert not any(ino in ns.nodes for ino in inos.values()) and day.children is None
+    assert len(ns.nodes) == 3 and ns._models_size == 0
+    again = {n.name: n.ino for n in ns.children(day.ino).values()}  # listed again: the same
+    assert again == inos

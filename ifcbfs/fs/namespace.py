@@ -223,14 +223,29 @@ class Namespace:
         held.lookups += 1
 
     def forget(self, ino: int, count: int) -> None:
-        """The kernel dropped `count` references to `ino`. A bin nobody holds leaves memory."""
+        """The kernel dropped `count` references to `ino`. A bin nobody holds leaves memory, and
+        so does what a folder nobody holds has listed (the kernel forgets children first)."""
         held = self.nodes.get(ino) or self.nodes.get(ino & ~CODE_MASK)
         if held is None:
             return
         held.lookups = max(0, held.lookups - count)
-        if held.kind == BIN and held.lookups == 0:
-            with self._lock:
+        if held.lookups:
+            return
+        with self._lock:
+            if held.kind == BIN:
                 self._unload(held)
+                held = held.parent
+            while held is not None and held is not self.root and held.lookups == 0 \
+                    and held.children is not None and not self._held_below(held):
+                for child in held.children.values():
+                    self._drop(child)
+                held.children = None
+                self._listings.pop(held.ino, None)
+                held = held.parent
+
+    def _held_below(self, node: Node) -> bool:
+        return any(child.lookups or (child.kind == DIR and child.children and self._held_below(child))
+                   for child in (node.children or {}).values())
 
     # --- loading --------------------------------------------------------------------
     def model(self, bin_node: Node) -> Bin:
