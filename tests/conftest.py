@@ -4,6 +4,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Every run draws its own examples and none is replayed from a saved database, so a run's
+# result never depends on what an earlier run on this machine happened to find.
+settings.register_profile("ifcbfs", database=None)
+settings.load_profile("ifcbfs")
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "ifcb-data"
 

@@ -221,3 +221,9 @@ def test_structured_lines_only_give_documented_outcomes(lines, schema, eol, fina
         fields = [f.strip() for f in lines[r.target - 1]]
         assert [int(f) for f in fields[ix:ix + 5]] == [r.x, r.y, r.width, r.height, r.start]
         assert int(fields[0]) == r.trigger
+
+
+def test_hypothesis_replays_no_saved_example():
+    """A run never fails because of an example an earlier run saved (tests/conftest.py)."""
+    assert settings.default.database is None
+    assert settings(max_examples=5).database is None
