@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import shutil
 import signal
@@ -32,14 +33,14 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      uid=N, gid=N         owner shown for every file (default: the mounting user)
      cache_size=SIZE      bytes of produced files kept in memory, e.g. 256M (default 256M)
      poll=SECONDS         how often the source is re-checked for new or growing bins (default 2; 0: never)
-     workers=N            threads that decode images (default: the number of cores)
+     workers=N            threads that decode images, 1 or more (default: the number of cores)
      fsname=NAME          name shown by mount and df (default: SOURCE)
      nonempty             allow mounting over a folder that is not empty
      recover              clear a dead ifcbfs mount left at MOUNTPOINT (after a crash) first
-     ro                   accepted: ifcbfs is always read-only
+     ro                   accepted: ifcbfs is always read-only (rw is refused)
 Unmount with: fusermount3 -u MOUNTPOINT
 """
-_IGNORED = {"ro", "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
+_IGNORED = {"ro", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
             "relatime", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail",
             "defaults", "async", "sync"}
 
@@ -68,27 +69,60 @@ class Config:
     workers: int = 0
 
 
-def parse_size(text: str) -> int:
+def parse_size(given: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    text = given.strip().upper().removesuffix("B").removesuffix("I")
     number, unit = (text[:-1], text[-1]) if text[-1:] in units and text[-1:] else (text, "")
     try:
         value = int(float(number) * units[unit])
-    except (ValueError, KeyError):
-        raise UsageError(f"cache_size={text!r}: expected bytes, like 268435456 or 256M", 2) from None
+    except (ValueError, KeyError, OverflowError):
+        raise UsageError(f"cache_size={given!r}: expected bytes, like 268435456 or 256M", 2) from None
     if value < 0:
-        raise UsageError("cache_size must not be negative", 2)
+        raise UsageError(f"cache_size={given!r}: must not be negative (0 keeps nothing in memory)", 2)
     return value
 
 
-def _int_option(key: str, value: str) -> int:
+def _whole(key: str, value: str, least: int, most: int = 2**32 - 2) -> int:
+    """`value` as a whole number from `least` to `most`, or a one-line error naming the option."""
     try:
         number = int(value)
     except ValueError:
-        raise UsageError(f"{key}={value!r}: expected a whole number", 2) from None
-    if number < 0:
-        raise UsageError(f"{key}={value!r}: must not be negative", 2)
+        number = None
+    if number is None or not least <= number <= most:
+        raise UsageError(f"{key}={value!r}: expected a whole number from {least} to {most}", 2)
     return number
+
+
+def _poll(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (seconds > 0 and math.isfinite(seconds) or seconds == 0):
+        raise UsageError(f"poll={value!r}: expected seconds > 0, or 0 to re-check only on SIGHUP", 2)
+    return seconds
+
+
+def _text(key: str, value: str) -> str:
+    if not value:
+        raise UsageError(f"{key}= needs a value: {key}=NAME", 2)
+    return value
+
+
+_FLAGS = {"include_skipped", "allow_other", "nonempty", "recover"}
+_VALUES = {  # option -> what turns its text into its value (raising UsageError)
+    "layout": lambda v: v if v in ("mirror", "flat") else _fail(f"layout={v!r}: expected mirror or flat"),
+    "uid": lambda v: _whole("uid", v, 0),
+    "gid": lambda v: _whole("gid", v, 0),
+    "cache_size": parse_size,
+    "poll": _poll,
+    "workers": lambda v: _whole("workers", v, 1, 1024),
+    "fsname": lambda v: _text("fsname", v),
+}
+
+
+def _fail(message: str):
+    raise UsageError(message, 2)
 
 
 def parse_args(argv: list[str]) -> Config:
@@ -119,40 +153,41 @@ def parse_args(argv: list[str]) -> Config:
     if len(positional) != 2:
         raise UsageError("expected SOURCE and MOUNTPOINT (see ifcbfs --help)", 2)
     cfg = Config(os.path.abspath(positional[0]), os.path.abspath(positional[1]), foreground, debug)
-    values = {"uid": os.getuid(), "gid": os.getgid(), "layout": "mirror", "cache_size": 256 << 20}
+    given: dict[str, tuple[str, object]] = {}  # option -> (its text, its value)
     for opt in opts:
-        key, sep, value = opt.partition("=")
+        key, sep, text = opt.partition("=")
+        if key == "rw":
+            raise UsageError("rw: ifcbfs is read-only; use ro (mount(8) adds rw when the options lack ro)", 2)
         if key in _IGNORED:
             continue
-        if key == "layout" and value in ("mirror", "flat"):
-            values["layout"] = value
-        elif key == "layout":
-            raise UsageError(f"layout={value!r}: expected mirror or flat", 2)
-        elif key in ("uid", "gid"):
-            values[key] = _int_option(key, value)
-        elif key == "cache_size":
-            values["cache_size"] = parse_size(value)
-        elif key == "include_skipped" and not sep:
-            cfg.include_skipped = True
-        elif key == "allow_other" and not sep:
-            cfg.allow_other = True
-        elif key == "nonempty" and not sep:
-            cfg.nonempty = True
-        elif key == "recover" and not sep:
-            cfg.recover = True
-        elif key == "fsname" and sep:
-            cfg.fsname = value
-        elif key == "poll":
-            try:
-                cfg.poll = float(value)
-            except ValueError:
-                raise UsageError(f"poll={value!r}: expected seconds", 2) from None
-        elif key == "workers":
-            cfg.workers = _int_option(key, value)
+        if key in _FLAGS and not sep:
+            setattr(cfg, key, True)
+        elif key in _VALUES and sep:
+            value = _VALUES[key](text)
+            if key in given and given[key][1] != value:
+                raise UsageError(f"{key}= is given twice ({given[key][0]} and {text}): give it once", 2)
+            given[key] = (text, value)
+        elif key in _VALUES:
+            raise UsageError(f"{key} needs a value: {key}=... (see ifcbfs --help)", 2)
+        elif key in _FLAGS:
+            raise UsageError(f"{key} takes no value: write {key} alone", 2)
         else:
             raise UsageError(f"unknown option {opt!r} (see ifcbfs --help)", 2)
-    cfg.options = Options(**values)
+    values = {key: value for key, (_, value) in given.items()}
+    cfg.fsname = values.pop("fsname", "")
+    cfg.poll, cfg.workers = values.pop("poll", cfg.poll), values.pop("workers", 0)
+    cfg.options = Options(**{"uid": os.getuid(), "gid": os.getgid(), "cache_size": 256 << 20, **values})
     return cfg
+
+
+def advice(cfg: Config) -> list[str]:
+    """Warnings about options that work but probably do not do what was meant."""
+    out = []
+    for key, value, own in (("uid", cfg.options.uid, os.getuid()), ("gid", cfg.options.gid, os.getgid())):
+        if value != own and not cfg.allow_other:
+            out.append(f"{key}={value} without allow_other: files show {key} {value} as owner, but only "
+                       f"the mounting user can open them (add allow_other to let others read)")
+    return out
 
 
 def _stale(path: str) -> bool:
@@ -299,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             service.setup_logging(foreground=True, debug=cfg.debug)
         else:
             logging.basicConfig(format="ifcbfs: %(message)s", level=logging.INFO)
+        for warning in advice(cfg):
+            log.warning("%s", warning)
         check_paths(cfg)
         service.enable_stack_dumps()
         if cfg.foreground:

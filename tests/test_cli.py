@@ -31,15 +31,47 @@ def test_defaults():
     (["a", "b", "-o"], "-o needs"),
     (["a", "b", "-x"], "unknown argument"),
     (["a", "b", "-o", "layout=tree"], "expected mirror or flat"),
-    (["a", "b", "-o", "uid=me"], "whole number"),
+    (["a", "b", "-o", "uid=me"], "uid='me': expected a whole number from 0"),
+    (["a", "b", "-o", "gid=-3"], "gid='-3': expected a whole number from 0"),
     (["a", "b", "-o", "cache_size=lots"], "cache_size"),
-    (["a", "b", "-o", "poll=soon"], "seconds"),
+    (["a", "b", "-o", "cache_size=-1M"], "cache_size='-1M': must not be negative"),
+    (["a", "b", "-o", "cache_size=infG"], "cache_size='infG': expected bytes"),
+    (["a", "b", "-o", "poll=soon"], "poll='soon': expected seconds > 0, or 0"),
+    (["a", "b", "-o", "poll=-1"], "poll='-1': expected seconds > 0, or 0"),
+    (["a", "b", "-o", "poll=nan"], "poll='nan'"),
+    (["a", "b", "-o", "poll=inf"], "poll='inf'"),
+    (["a", "b", "-o", "workers=0"], "workers='0': expected a whole number from 1"),
+    (["a", "b", "-o", "workers=many"], "workers='many'"),
+    (["a", "b", "-o", "fsname="], "fsname= needs a value"),
+    (["a", "b", "-o", "fsname"], "fsname needs a value"),
+    (["a", "b", "-o", "ro,rw"], "rw: ifcbfs is read-only"),
+    (["a", "b", "-o", "rw"], "rw: ifcbfs is read-only"),
+    (["a", "b", "-o", "layout=flat,layout=mirror"], "layout= is given twice (flat and mirror)"),
+    (["a", "b", "-o", "poll=1", "-o", "poll=2"], "poll= is given twice"),
+    (["a", "b", "-o", "allow_other=yes"], "allow_other takes no value"),
     (["a", "b", "-o", "sparkle"], "unknown option"),
 ])
 def test_bad_arguments(argv, message):
+    """Every bad option value is refused with one line naming the option and what it accepts."""
     with pytest.raises(cli.UsageError) as err:
         cli.parse_args(argv)
     assert message in str(err.value) and err.value.status == 2
+    assert "\n" not in str(err.value)
+
+
+def test_good_edge_values_and_repeats_of_one_value():
+    cfg = cli.parse_args(["a", "b", "-o", "poll=0,workers=1,cache_size=0,layout=flat,layout=flat,ro,ro"])
+    assert (cfg.poll, cfg.workers, cfg.options.cache_size, cfg.options.layout) == (0, 1, 0, "flat")
+
+
+def test_uid_or_gid_without_allow_other_is_warned_about():
+    other = os.getuid() + 1
+    assert cli.advice(cli.parse_args(["a", "b"])) == []
+    assert cli.advice(cli.parse_args(["a", "b", "-o", f"uid={os.getuid()}"])) == []
+    assert cli.advice(cli.parse_args(["a", "b", "-o", f"uid={other},allow_other"])) == []
+    (warning,) = cli.advice(cli.parse_args(["a", "b", "-o", f"uid={other}"]))
+    assert f"uid={other} without allow_other" in warning and "add allow_other" in warning
+    assert len(cli.advice(cli.parse_args(["a", "b", "-o", f"uid={other},gid={os.getgid() + 1}"]))) == 2
 
 
 def test_help_and_version(capsys):
