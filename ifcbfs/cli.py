@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import __version__, service
-from .core.source import DataRoot, root_problem
+from .core.source import DataRoot, root_problem, within
 from .fs.namespace import Namespace, Options
 
 log = logging.getLogger("ifcbfs")
@@ -199,10 +199,22 @@ def _stale(path: str) -> bool:
     return False
 
 
+def nesting_problem(src: str, mnt: str) -> str | None:
+    """Why a mount of `src` at `mnt` would read itself or hide its own source; None if it would not."""
+    if within(mnt, src) and within(src, mnt):
+        return f"source and mountpoint are the same folder ({os.path.realpath(src)}): mount somewhere else"
+    if within(mnt, src):
+        return (f"mountpoint {mnt} is inside the source {src}: the mount would read itself and hang; "
+                f"choose a mountpoint outside the source")
+    if within(src, mnt):
+        return f"source {src} is inside the mountpoint {mnt}: the mount would hide it; choose a mountpoint outside it"
+    return None
+
+
 def check_paths(cfg: Config) -> None:
     """Refuse, with one clear line, what cannot be mounted; clear a dead mount with `recover`."""
     src, mnt = cfg.source, cfg.mountpoint
-    problem = root_problem(src)
+    problem = root_problem(src) or nesting_problem(src, mnt)
     if problem:
         raise UsageError(problem)
     if not os.path.exists("/dev/fuse"):
@@ -242,7 +254,7 @@ def serve(cfg: Config, on_ready) -> int:
 
     from .fs.ops import Operations, invalidate, watch
 
-    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped), cfg.options)
+    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped, exclude=cfg.mountpoint), cfg.options)
     ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))

@@ -85,7 +85,8 @@ def test_sizes():
 
 
 def test_missing_fuse_device_and_fusermount_are_named(tmp_path, monkeypatch):
-    cfg = cli.parse_args([str(tmp_path), str(tmp_path / "m")])
+    (tmp_path / "src").mkdir()
+    cfg = cli.parse_args([str(tmp_path / "src"), str(tmp_path / "m")])
     real_exists = os.path.exists
     monkeypatch.setattr(os.path, "exists", lambda p: False if p == "/dev/fuse" else real_exists(p))
     with pytest.raises(cli.UsageError, match="/dev/fuse is missing"):
@@ -102,3 +103,24 @@ def test_unreadable_source(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda p, mode: False)
     with pytest.raises(cli.UsageError, match="cannot be read"):
         cli.check_paths(cfg)
+
+
+@pytest.mark.parametrize("src, mnt, message", [
+    ("data", "data/inner", "mountpoint {mnt} is inside the source {src}"),
+    ("data", "data", "source and mountpoint are the same folder"),
+    ("data/inner", "data", "source {src} is inside the mountpoint {mnt}"),
+    ("data", "link-to-data/inner", "is inside the source"),      # real paths are compared
+    ("data", "link-to-data", "the same folder"),
+])
+def test_a_mount_inside_its_source_or_over_it_is_refused(tmp_path, src, mnt, message):
+    (tmp_path / "data" / "inner").mkdir(parents=True)
+    (tmp_path / "link-to-data").symlink_to(tmp_path / "data")
+    cfg = cli.parse_args([str(tmp_path / src), str(tmp_path / mnt)])
+    with pytest.raises(cli.UsageError) as err:
+        cli.check_paths(cfg)
+    assert message.format(src=cfg.source, mnt=cfg.mountpoint) in str(err.value)
+    assert err.value.status == 1 and "\n" not in str(err.value)
+
+
+def test_a_sibling_whose_name_extends_the_source_is_not_inside_it(tmp_path):
+    assert cli.nesting_problem(str(tmp_path / "data"), str(tmp_path / "data2")) is None

@@ -74,6 +74,16 @@ def root_problem(path: str) -> str | None:
     return None
 
 
+def within(path: str, folder: str) -> bool:
+    """True when `path` is `folder` or lies below it, comparing real paths (links resolved)."""
+    return _below(os.path.realpath(path), os.path.realpath(folder))
+
+
+def _below(real: str, folder: str) -> bool:
+    """`within` for paths already real: no file system access."""
+    return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def _stat(path: str) -> SourceFile | None:
     """The file at `path` if it is a regular file (never a FIFO or device: opening one can block)."""
     try:
@@ -84,19 +94,24 @@ def _stat(path: str) -> SourceFile | None:
 
 
 class DataRoot:
-    """A tree of raw IFCB files on a local filesystem."""
+    """A tree of raw IFCB files on a local filesystem.
 
-    def __init__(self, root: str, include_skipped: bool = False):
+    `exclude` is a folder never entered (the mountpoint: reading it from the daemon that serves
+    it would wait on itself); a link leading into it is not followed, and logged once."""
+
+    def __init__(self, root: str, include_skipped: bool = False, exclude: str | None = None):
         self.root = os.path.abspath(root)
         self.include_skipped = include_skipped
         self._real_root = os.path.realpath(self.root)
+        self.exclude = os.path.realpath(exclude) if exclude else None
+        self._refused: set[str] = set()  # links into `exclude` already logged
         adcmod = os.path.join(os.path.dirname(self.root), "adcmod")
         self.adcmod = adcmod if os.path.isdir(adcmod) else None
 
     def abspath(self, folder: str) -> str:
         return os.path.join(self.root, folder) if folder else self.root
 
-    def _wanted_dir(self, entry: os.DirEntry, folder: str) -> bool:
+    def _wanted_dir(self, entry: os.DirEntry, folder: str, real_folder: str | None) -> bool:
         if entry.name.startswith(".") or (entry.name in SKIPPED and not self.include_skipped):
             return False
         try:
@@ -106,8 +121,24 @@ class DataRoot:
                 target = os.path.realpath(entry.path)
                 if any(real == target or real.startswith(target + os.sep) for real in self._real_chain(folder)):
                     return False
+            else:
+                target = os.path.join(real_folder, entry.name) if real_folder else ""
         except OSError:
             return False
+        return not self._excluded(entry, target)
+
+    def _real_folder(self, folder: str) -> str | None:
+        """The real path of a folder, when needed to keep out of `exclude` (None otherwise)."""
+        return os.path.realpath(self.abspath(folder)) if self.exclude else None
+
+    def _excluded(self, entry: os.DirEntry, target: str) -> bool:
+        """True (and logged once) when `target`, the real path of `entry`, is in `exclude`."""
+        if not (self.exclude and target and _below(target, self.exclude)):
+            return False
+        if entry.path not in self._refused:
+            self._refused.add(entry.path)
+            log.warning("%s leads into the mountpoint %s: not followed (the mount would read itself)",
+                        entry.path, self.exclude)
         return True
 
     def _real_chain(self, folder: str) -> list[str]:
@@ -130,18 +161,21 @@ class DataRoot:
     def scan(self, folder: str = "") -> Folder:
         """Read one folder: its bins, and the sub-folders that lead to bins (not recursive)."""
         mtime, entries = self._entries(folder)
+        real_folder = self._real_folder(folder)
         names: dict[str, dict[str, SourceFile]] = {}
         dirs = []
         for entry in entries:
             stem, dot, ext = entry.name.rpartition(".")
             if dot and ext in EXTENSIONS:
                 try:
+                    if self.exclude and entry.is_symlink() and self._excluded(entry, os.path.realpath(entry.path)):
+                        continue
                     if entry.is_file():
                         st = entry.stat()
                         names.setdefault(stem, {})[ext] = SourceFile(entry.path, st.st_size, st.st_mtime_ns)
                 except OSError:
                     continue
-            elif self._wanted_dir(entry, folder):
+            elif self._wanted_dir(entry, folder, real_folder):
                 dirs.append(entry.name)
         bins = {}
         for stem, files in names.items():
@@ -180,7 +214,7 @@ class DataRoot:
                     return True
                 except IdentifierError:
                     pass
-            elif self._wanted_dir(entry, folder):
+            elif self._wanted_dir(entry, folder, real):
                 dirs.append(entry.name)
         return any(self.leads_to_bins(_join(folder, d), seen) for d in dirs)
 
