@@ -281,7 +281,7 @@ def serve(cfg: Config, on_ready) -> int:
         service.ready(f"serving {cfg.source} at {cfg.mountpoint}")
         while True:
             await trio.sleep(10)
-            service.status(f"serving {cfg.source}: {ns.bins_seen()} bins seen")
+            service.status(f"serving {cfg.source}: {ns.status()}")
 
     async def main():
         async with trio.open_nursery() as nursery:

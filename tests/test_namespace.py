@@ -1,6 +1,7 @@
 """The namespace without a kernel: tree, attributes, inodes, content, change."""
 import errno
 import os
+import threading
 
 import pytest
 
@@ -184,8 +185,6 @@ def test_content_cache_is_bounded(tree):
 
 
 def test_a_fifo_named_like_a_bin_file_never_blocks(tmp_path):
-    import threading
-
     write_bin(tmp_path, "D20240601T000000_IFCB124", 10, seed=1)
     ns = Namespace(DataRoot(str(tmp_path)))
     b = ns.lookup(ROOT_INO, "D20240601T000000_IFCB124")
@@ -204,3 +203,104 @@ def test_a_fifo_named_like_a_bin_file_never_blocks(tmp_path):
     threading.Thread(target=work, daemon=True).start()
     assert done.wait(10), "refresh or read blocked on a FIFO"
     assert "adc.csv" not in ns.children(b.ino)
+
+
+def unloaded_bins(ns, ino=ROOT_INO):
+    """Every bin folder of the tree, listing folders but loading no bin."""
+    for node in ns.children(ino).values():
+        if node.kind == BIN:
+            yield node
+        elif node.kind == DIR:
+            yield from unloaded_bins(ns, node.ino)
+
+
+class SlowRoot(DataRoot):
+    """A data root whose reads of one folder, or of any bin, wait until released."""
+
+    def __init__(self, root, folder=None, bins=False):
+        super().__init__(root)
+        self.slow_folder, self.slow_bins = folder, bins
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def _wait(self):
+        self.entered.set()
+        assert self.release.wait(30), "never released"
+
+    def scan(self, folder=""):
+        if folder == self.slow_folder:
+            self._wait()
+        return super().scan(folder)
+
+    def stat_bin(self, files):
+        if self.slow_bins:
+            self._wait()
+        return super().stat_bin(files)
+
+
+def _in_thread(target, *args):
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("value", target(*args)), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_request_never_waits_on_another_ones_source_read(tree):
+    """While one folder's source read hangs (a slow disk, a link back into the mount), every
+    other folder and bin still lists: the tree is locked only to publish what was read."""
+    root, ids = tree
+    source = SlowRoot(str(root), folder="slow")
+    (root / "slow").mkdir(exist_ok=True)
+    write_bin(root / "slow", "D20240601T000000_IFCB124", 5, seed=1)
+    ns = Namespace(source)
+    top = ns.children(ROOT_INO)
+    stuck, out = _in_thread(ns.children, top["slow"].ino)
+    assert source.entered.wait(10)
+    def others():
+        return [n for top_node in top.values() if top_node.name != "slow"
+                for n in ([top_node] + (list(walk(ns, top_node.ino)) if top_node.is_dir else []))]
+
+    meanwhile, listed = _in_thread(others)
+    meanwhile.join(10)
+    assert not meanwhile.is_alive(), "a listing waited on another folder's source read"
+    assert sum(n.kind == BIN for n in listed["value"]) == len(ids)
+    assert stuck.is_alive()
+    source.release.set()
+    stuck.join(10)
+    assert list(out["value"]) == ["D20240601T000000_IFCB124"]
+    assert ns.children(top["slow"].ino) is out["value"]
+
+
+def test_a_refresh_reading_the_source_holds_up_no_request(tree):
+    root, ids = tree
+    source = SlowRoot(str(root))
+    ns = Namespace(source)
+    bins = list(unloaded_bins(ns))
+    ns.children(bins[0].ino)  # one loaded bin: the refresh re-checks it
+    source.slow_bins = True
+    refreshing, _ = _in_thread(ns.refresh)
+    assert source.entered.wait(10)
+    meanwhile, loaded = _in_thread(lambda: all(ns.children(b.ino) for b in bins))
+    meanwhile.join(10)
+    assert not meanwhile.is_alive(), "loading a bin waited on the refresh's source read"
+    assert loaded["value"] and refreshing.is_alive()
+    source.release.set()
+    refreshing.join(10)
+    assert not refreshing.is_alive()
+
+
+def test_status_counts_bins_listed_and_loaded_as_the_tree_changes(tmp_path):
+    for hour in range(3):
+        write_bin(tmp_path, f"D20240601T0{hour}0000_IFCB124", 3, seed=hour)
+    ns = Namespace(DataRoot(str(tmp_path)))
+    assert ns.status() == "0 bins listed, 0 loaded"
+    top = ns.children(ROOT_INO)
+    assert ns.status() == "3 bins listed, 0 loaded"
+    ns.children(top["D20240601T000000_IFCB124"].ino)
+    ns.children(top["D20240601T010000_IFCB124"].ino)
+    assert ns.status() == "3 bins listed, 2 loaded"
+    for ext in ("hdr", "adc", "roi"):
+        (tmp_path / f"D20240601T000000_IFCB124.{ext}").unlink()
+    os.utime(tmp_path, ns=(1, 10**18))
+    ns.refresh()
+    assert ns.status() == "2 bins listed, 1 loaded"
+    assert ns.bins_listed == sum(n.kind == BIN for n in ns.nodes.values())

@@ -13,6 +13,7 @@ import os
 import stat
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..core.bin import HDR_JSON, Bin, Entry
 from ..core.errors import BinError
@@ -41,6 +42,14 @@ class Options:
     uid: int = 0
     gid: int = 0
     cache_size: int = 256 << 20
+
+
+class Listing(NamedTuple):
+    """What a folder of the tree holds, as read from the source."""
+
+    mtime_ns: int
+    dirs: dict[str, tuple[str, int]]  # name -> (its source folder, its mtime)
+    bins: dict[str, BinFiles]  # name -> its raw files
 
 
 class Node:
@@ -88,7 +97,9 @@ class Namespace:
         self.options = options
         self.cache = ByteCache(options.cache_size)
         self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held only to publish, never while reading the source
+        self._refreshing = threading.Lock()  # one refresh at a time; requests never take it
+        self.bins_listed = self.bins_loaded = 0
         top = Node(ROOT_INO, None, "", DIR, "", _mtime(root.root))
         top.source = ""
         self.nodes: dict[int, Node] = {ROOT_INO: top}
@@ -124,9 +135,10 @@ class Namespace:
             cached = node._listing = (children, tuple(children.values()))
         return cached[1]
 
-    def bins_seen(self) -> int:
-        """How many bins the tree has come across so far (for the service status line)."""
-        return sum(1 for node in list(self.nodes.values()) if node.kind == BIN)
+    def status(self) -> str:
+        """Bins listed (in a listing so far) and loaded (header and ADC read), counted as the
+        tree changes: the service status line asks every few seconds, in constant time."""
+        return f"{self.bins_listed} bins listed, {self.bins_loaded} loaded"
 
     def is_loaded(self, ino: int) -> bool:
         node = self.nodes.get(ino)
@@ -168,18 +180,37 @@ class Namespace:
         self.cache.put(node, data)
         return data
 
-    # --- loading --------------------------------------------------------------------
+    # --- loading: read the source with no lock held, then publish under the lock ------------
     def load(self, node: Node) -> dict[str, Node]:
-        """Load a folder's children (once; a refresh may unload them) and return them."""
-        with self._lock:
-            if node.children is None:
-                if node.kind == BIN:
-                    self._load_bin(node)
-                elif node is self.root and self.options.layout == "flat":
-                    self._load_flat(node)
-                else:
-                    self._load_dir(node)
-            return node.children
+        """Load a folder's children (once; a refresh may replace them) and return them.
+
+        The source is read with no lock held: a slow or hung source, or a link back into the
+        mount, must never hold up another request. Only publishing takes the lock, and only if
+        nothing was published meanwhile and the node still describes what was read."""
+        while True:
+            children = node.children
+            if children is not None:
+                return children
+            files = node.files
+            if node.kind == BIN:
+                read = self._read_bin(files)
+            elif node is self.root and self.options.layout == "flat":
+                read = self._read_flat()
+            else:
+                read = self._read_dir(node.source)
+            with self._lock:
+                if self.nodes.get(node.ino) is not node:
+                    raise FsError(errno.ENOENT, f"{node.path}: gone from the source")
+                if node.children is None and node.files is files:
+                    if node.kind == BIN:
+                        self._publish_bin(node, read)
+                    else:
+                        self._merge(node, read, [])
+
+    def _register(self, node: Node) -> None:
+        self.nodes[node.ino] = node
+        if node.kind == BIN:
+            self.bins_listed += 1
 
     def _add(self, parent: Node, name: str, kind: str, mtime_ns: int) -> Node:
         path = f"{parent.path}/{name}" if parent.path else name
@@ -187,69 +218,97 @@ class Namespace:
         while ino in self.nodes and self.nodes[ino].path != path:  # a 64-bit collision: never seen
             ino = (ino + 1) & (2**63 - 1) | 2
         node = Node(ino, parent, name, kind, path, mtime_ns)
-        self.nodes[ino] = node
+        self._register(node)
         return node
 
-    def _bin_node(self, parent: Node, files: BinFiles) -> Node:
-        node = self._add(parent, str(files.bin_id), BIN, files.mtime_ns)
-        node.files = files
-        return node
-
-    def _load_dir(self, node: Node) -> None:
-        node.children = self._scan_dir(node)
-
-    def _scan_dir(self, node: Node) -> dict[str, Node]:
+    def _read_dir(self, folder: str) -> Listing:
+        """One source folder as the tree shows it (reads the source; call with no lock held)."""
         try:
-            folder = self.source.scan(node.source)
+            found = self.source.scan(folder)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
-        children = {}
-        for name in folder.folders:
-            sub = f"{node.source}/{name}" if node.source else name
-            child = self._add(node, name, DIR, _mtime(self.source.abspath(sub)))
-            child.source = sub
-            children[name] = child
-        for name, files in folder.bins.items():
-            children[name] = self._bin_node(node, files)
-        node.mtime_ns, node.adapter = folder.mtime_ns, None
-        return dict(sorted(children.items()))
+        dirs = {}
+        for name in found.folders:
+            sub = f"{folder}/{name}" if folder else name
+            dirs[name] = (sub, _mtime(self.source.abspath(sub)))
+        return Listing(found.mtime_ns, dirs, found.bins)
 
-    def _load_flat(self, node: Node) -> None:
-        children: dict[str, Node] = {}
+    def _read_flat(self) -> Listing:
+        """Every bin of the source, for the root of the flat layout (reads the whole source)."""
+        bins: dict[str, BinFiles] = {}
         for files in self.source.walk():
             name = str(files.bin_id)
-            if name in children:
-                kept = children[name].files.folder or "."
+            if name in bins:
+                kept = bins[name].folder or "."
                 log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
                 continue
-            children[name] = self._bin_node(node, files)
-        node.children = dict(sorted(children.items()))
+            bins[name] = files
+        return Listing(self.root.mtime_ns, {}, bins)
 
-    def _load_bin(self, node: Node) -> None:
+    def _merge(self, node: Node, listing: Listing, changes: list) -> None:
+        """Make a folder's children what `listing` says (under the lock). Children still there
+        keep their node; a bin not loaded yet takes its new files; the rest is forgotten."""
+        old = node.children or {}
+        for name, child in old.items():
+            if child.kind != (DIR if name in listing.dirs else BIN if name in listing.bins else None):
+                self.forget(child)
+                changes.append(("entry", node.ino, name))
+        fresh = {}
+        for name, (sub, mtime_ns) in listing.dirs.items():
+            child = old.get(name)
+            if child is None or child.kind != DIR:
+                child = self._add(node, name, DIR, mtime_ns)
+                child.source = sub
+            fresh[name] = child
+        for name, files in listing.bins.items():
+            child = old.get(name)
+            if child is None or child.kind != BIN:
+                child = self._add(node, name, BIN, files.mtime_ns)
+                child.files = files
+            elif child.children is None and child.files != files:
+                child.files, child.mtime_ns, child.adapter = files, files.mtime_ns, None
+                changes.append(("inode", child.ino))
+            fresh[name] = child
+        node.children = dict(sorted(fresh.items()))  # published whole: readers never see it half built
+        node.mtime_ns, node.adapter = listing.mtime_ns, None
+        changes.append(("inode", node.ino))
+
+    def _read_bin(self, files: BinFiles) -> Bin:
+        """A bin's model: header and ADC parsed (reads the source; call with no lock held)."""
         try:
-            model = Bin.load(node.files)
+            model = Bin.load(files)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
         if model.skipped_lines:
-            log.info("%s: %d ADC lines do not parse and are skipped", node.files.bin_id, model.skipped_lines)
+            log.info("%s: %d ADC lines do not parse and are skipped", files.bin_id, model.skipped_lines)
+        return model
+
+    def _publish_bin(self, node: Node, model: Bin | None) -> dict[str, Node]:
+        """Give a bin folder the files of `model` (under the lock); returns the children it had."""
+        old = node.children
         children = {}
-        mtime_ns = node.files.mtime_ns
-        for entry in model.entries:
-            child = self._add(node, entry.name, FILE, mtime_ns)
+        for entry in model.entries if model else ():
+            child = self._add(node, entry.name, FILE, node.files.mtime_ns)
             child.entry, child.size, child.bin = entry, entry.size, model
             children[entry.name] = child
         node.children = children
+        if old is None:
+            self.bins_loaded += 1
+        return old or {}
 
     # --- noticing change in the source ------------------------------------------------
     def refresh(self) -> list[tuple]:
         """Re-check every loaded folder and bin against the source; apply what changed.
 
         Returns what the kernel must forget: ("inode", ino) and ("entry", parent_ino, name).
+        The source is read with no lock held (see `load`); one refresh runs at a time.
         """
         changes: list[tuple] = []
-        with self._lock:
-            for node in [n for n in self.nodes.values() if n.children is not None]:
-                if node.ino not in self.nodes:
+        with self._refreshing:
+            with self._lock:
+                loaded = [n for n in self.nodes.values() if n.children is not None]
+            for node in loaded:
+                if self.nodes.get(node.ino) is not node:
                     continue  # dropped by an earlier change in this pass
                 if node.kind == BIN:
                     self._refresh_bin(node, changes)
@@ -260,24 +319,13 @@ class Namespace:
     def _refresh_dir(self, node: Node, changes: list) -> None:
         if _mtime(self.source.abspath(node.source)) == node.mtime_ns:
             return
-        old = node.children
         try:
-            fresh = self._scan_dir(node)
+            listing = self._read_dir(node.source)
         except FsError:
-            fresh = {}
-        for name, child in old.items():
-            new = fresh.get(name)
-            if new is None or new.kind != child.kind:
-                self.forget(child)
-                changes.append(("entry", node.ino, name))
-            else:
-                fresh[name] = child  # keep the node; a loaded bin is re-checked by _refresh_bin
-                if child.kind == BIN and child.children is None and new.files != child.files:
-                    child.files, child.mtime_ns, child.adapter = new.files, new.mtime_ns, None
-                    changes.append(("inode", child.ino))
-                self.nodes[child.ino] = child
-        node.children = fresh  # published whole: readers never see it half built
-        changes.append(("inode", node.ino))
+            listing = Listing(node.mtime_ns, {}, {})  # unreadable now: empty, and checked again
+        with self._lock:
+            if self.nodes.get(node.ino) is node:
+                self._merge(node, listing, changes)
 
     def _refresh_bin(self, node: Node, changes: list) -> None:
         files = self.source.stat_bin(node.files)
@@ -285,29 +333,31 @@ class Namespace:
             return
         if not any((files.hdr, files.adc, files.roi)):
             return  # gone: its folder's refresh removes it
-        old = node.children
-        node.files, node.mtime_ns, node.adapter = files, files.mtime_ns, None
-        node.children = None
         try:
-            self._load_bin(node)
+            model = self._read_bin(files)
         except FsError:
-            node.children = {}
-        for name, child in old.items():
-            self.cache.discard(child)
-            new = node.children.get(name)
-            if new is None:
-                self.forget(child)
-                changes.append(("entry", node.ino, name))
-            else:
-                changes.append(("inode", child.ino))
-        changes.append(("inode", node.ino))
+            model = None
+        with self._lock:
+            if self.nodes.get(node.ino) is not node:
+                return
+            node.files, node.mtime_ns, node.adapter = files, files.mtime_ns, None
+            old = self._publish_bin(node, model)
+            for name, child in old.items():
+                self.cache.discard(child)
+                if name in node.children:
+                    changes.append(("inode", child.ino))
+                else:
+                    self.forget(child)
+                    changes.append(("entry", node.ino, name))
+            changes.append(("inode", node.ino))
 
     def load_bin(self, path: str, files: BinFiles) -> Node:
         """The loaded folder node of one bin at `path` in the tree, built on its own (export
         uses it to work bin by bin in other processes); `forget` it when done."""
         node = Node(inode_of(path), self.root, path.rpartition("/")[2], BIN, path, files.mtime_ns)
         node.files = files
-        self.nodes[node.ino] = node
+        with self._lock:
+            self._register(node)
         try:
             self.load(node)
         except BaseException:
@@ -317,7 +367,11 @@ class Namespace:
 
     def forget(self, node: Node) -> None:
         """Drop a node and everything below it from the tree and the cache."""
-        self.nodes.pop(node.ino, None)
+        if self.nodes.get(node.ino) is node:
+            del self.nodes[node.ino]
+            if node.kind == BIN:
+                self.bins_listed -= 1
+                self.bins_loaded -= node.children is not None
         self.cache.discard(node)
         for child in (node.children or {}).values():
             self.forget(child)
