@@ -248,14 +248,17 @@ def fuse_options(cfg: Config) -> set[str]:
 
 
 def serve(cfg: Config, on_ready) -> int:
-    """Mount and serve until unmounted or told to stop; `on_ready()` once files are served."""
+    """Mount and serve until unmounted or told to stop; `on_ready()` once files are served.
+
+    Unmounts only when told to (SIGTERM, SIGINT, fusermount3 -u) and returns 0. On any other
+    end it logs why, leaves the mount dead (never an empty folder) and returns 1."""
     import pyfuse3
     import trio
 
-    from .fs.ops import Operations, invalidate, watch
+    from .fs import ops as fs_ops
 
     ns = Namespace(DataRoot(cfg.source, cfg.include_skipped, exclude=cfg.mountpoint), cfg.options)
-    ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
+    ops = fs_ops.Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
     except RuntimeError as err:
@@ -266,9 +269,12 @@ def serve(cfg: Config, on_ready) -> int:
             async for signum in received:
                 if signum == signal.SIGHUP:
                     log.info("SIGHUP: dropping caches and re-reading the source")
-                    ns.drop_caches()
-                    changes = await trio.to_thread.run_sync(ns.refresh)
-                    await trio.to_thread.run_sync(invalidate, changes)
+                    try:
+                        ns.drop_caches()
+                        await fs_ops.apply_changes(ops)
+                    except Exception as err:  # like the watcher: a failed re-check never ends the daemon
+                        log.error("SIGHUP: re-reading the source failed (%s: %s); still serving what was "
+                                  "read before", type(err).__name__, err)
                     continue
                 log.info("%s: unmounting %s", signal.Signals(signum).name, cfg.mountpoint)
                 service.stopping()
@@ -288,14 +294,23 @@ def serve(cfg: Config, on_ready) -> int:
             nursery.start_soon(signals)
             nursery.start_soon(announce)
             if cfg.poll > 0:
-                nursery.start_soon(watch, ops, cfg.poll)
+                nursery.start_soon(fs_ops.watch, ops, cfg.poll)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
 
     try:
         trio.run(main)
-    finally:
+    except KeyboardInterrupt:  # SIGINT before the signal task listened: a request to stop
         pyfuse3.close(unmount=True)
+        raise
+    except BaseException as err:
+        log.critical("stopped by an unexpected error (%s: %s). The mount at %s is left dead, not unmounted: an "
+                     "empty folder there could make rsync --delete empty a mirror; reads fail with 'transport "
+                     "endpoint is not connected'. Clear it with 'fusermount3 -u %s' or mount again with -o recover",
+                     type(err).__name__, err, cfg.mountpoint, cfg.mountpoint, exc_info=err)
+        pyfuse3.close(unmount=False)
+        return 1
+    pyfuse3.close(unmount=True)  # asked to stop (SIGTERM, SIGINT) or unmounted from outside
     return 0
 
 

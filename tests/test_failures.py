@@ -2,17 +2,29 @@
 never fail silently."""
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from ifcbfs.synth import write_dataset
-from mounting import Mount
+from mounting import IFCBFS, Mount
 
 pytestmark = pytest.mark.mount
+FAULTS = Path(__file__).with_name("faults.py")
 OLD = 1_700_000_000  # an mtime long past: the bins have settled
+
+
+@pytest.fixture
+def source(tmp_path):
+    src = tmp_path / "data"
+    write_dataset(src, n_bins=2, n_triggers=20, seed=2, style="D", mtime=OLD)
+    return src
 
 
 def walk_or_give_up(mnt: Path, m: Mount, timeout: float = 30) -> list[str]:
@@ -27,9 +39,8 @@ def walk_or_give_up(mnt: Path, m: Mount, timeout: float = 30) -> list[str]:
     return sorted(os.path.relpath(p, mnt) for p in done.stdout.split("\n") if p)
 
 
-def test_links_into_the_mountpoint_are_not_followed(tmp_path):
-    src, outer = tmp_path / "data", tmp_path / "outer"
-    write_dataset(src, n_bins=2, n_triggers=20, seed=2, style="D", mtime=OLD)
+def test_links_into_the_mountpoint_are_not_followed(source, tmp_path):
+    src, outer = source, tmp_path / "outer"
     mnt = outer / "mnt"
     mnt.mkdir(parents=True)
     os.symlink(mnt, src / "into-mount")
@@ -43,5 +54,46 @@ def test_links_into_the_mountpoint_are_not_followed(tmp_path):
         lines = [line for line in m.logged().splitlines() if "leads into the mountpoint" in line]
         assert len(lines) == 2, m.logged()
         assert m.proc.poll() is None
+    finally:
+        m.stop()
+
+
+def faulty(fault: str) -> list[str]:
+    """The command that runs ifcbfs with `fault` injected (tests/faults.py)."""
+    return [sys.executable, str(FAULTS), fault]
+
+
+def test_a_crash_leaves_the_mount_dead_never_empty_and_recover_serves_again(source, tmp_path):
+    m = Mount(source, tmp_path / "mnt", command=faulty("serve-loop"))
+    try:
+        assert m.proc.wait(20) == 1, m.logged()
+        with pytest.raises(OSError) as err:
+            os.listdir(m.path)  # never an empty folder: rsync --delete would empty a mirror
+        assert err.value.errno == errno.ENOTCONN
+        text = m.logged()
+        assert "injected failure in the serving loop" in text and "left dead, not unmounted" in text
+        assert "-o recover" in text
+        done = subprocess.run(IFCBFS + [str(source), str(m.path), "-o", "recover"], capture_output=True,
+                              text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert sorted(os.listdir(m.path)) == sorted(os.listdir(source))
+    finally:
+        subprocess.run(["fusermount3", "-u", str(m.path)], capture_output=True)
+        m.stop()
+
+
+def test_a_failing_refresh_on_sighup_never_ends_the_daemon(source, tmp_path):
+    m = Mount(source, tmp_path / "mnt", "poll=0", command=faulty("refresh"))
+    try:
+        for n in (1, 2):
+            m.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while m.logged().count("re-reading the source failed") < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert m.logged().count("re-reading the source failed") == 2, m.logged()
+        assert m.proc.poll() is None
+        assert sorted(os.listdir(m.path)) == sorted(os.listdir(source))
+        assert m.signal(signal.SIGTERM) == 0
+        assert not os.path.ismount(m.path) and os.listdir(m.path) == []  # asked to stop: unmounted
     finally:
         m.stop()
