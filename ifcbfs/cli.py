@@ -35,6 +35,8 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      poll=SECONDS         how often the source is re-checked for new or growing bins (default 2; 0: never)
      workers=N            threads that decode images, 1 or more (default: the number of cores)
      fsname=NAME          name shown by mount and df (default: SOURCE)
+     log=FILE             append log lines and SIGUSR1 stack dumps to FILE (default: stderr with -f,
+                          else syslog, else ~/.local/state/ifcbfs/MOUNTPOINT.log)
      nonempty             allow mounting over a folder that is not empty
      recover              clear a dead ifcbfs mount left at MOUNTPOINT (after a crash) first
      ro                   accepted: ifcbfs is always read-only (rw is refused)
@@ -67,6 +69,7 @@ class Config:
     recover: bool = False
     poll: float = 2.0
     workers: int = 0
+    log: str = ""  # the log file; "" for the default (see service.log_file)
 
 
 def parse_size(given: str) -> int:
@@ -118,6 +121,7 @@ _VALUES = {  # option -> what turns its text into its value (raising UsageError)
     "poll": _poll,
     "workers": lambda v: _whole("workers", v, 1, 1024),
     "fsname": lambda v: _text("fsname", v),
+    "log": lambda v: os.path.abspath(_text("log", v)),
 }
 
 
@@ -174,7 +178,7 @@ def parse_args(argv: list[str]) -> Config:
         else:
             raise UsageError(f"unknown option {opt!r} (see ifcbfs --help)", 2)
     values = {key: value for key, (_, value) in given.items()}
-    cfg.fsname = values.pop("fsname", "")
+    cfg.fsname, cfg.log = values.pop("fsname", ""), values.pop("log", "")
     cfg.poll, cfg.workers = values.pop("poll", cfg.poll), values.pop("workers", 0)
     cfg.options = Options(**{"uid": os.getuid(), "gid": os.getgid(), "cache_size": 256 << 20, **values})
     return cfg
@@ -284,6 +288,7 @@ def serve(cfg: Config, on_ready) -> int:
     async def announce():
         await trio.sleep(0)
         on_ready()
+        log.info("serving %s at %s", cfg.source, cfg.mountpoint)
         service.ready(f"serving {cfg.source} at {cfg.mountpoint}")
         while True:
             await trio.sleep(10)
@@ -314,7 +319,7 @@ def serve(cfg: Config, on_ready) -> int:
     return 0
 
 
-def _daemon(cfg: Config) -> int:
+def _daemon(cfg: Config, logfile: str | None) -> int:
     """Fork; the child mounts and serves, the parent returns once it serves (or says why not)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -330,7 +335,7 @@ def _daemon(cfg: Config) -> int:
     os.close(read_end)
     os.setsid()
     os.chdir("/")
-    service.setup_logging(foreground=False, debug=cfg.debug)
+    service.enable_stack_dumps(service.setup_logging(foreground=False, debug=cfg.debug, logfile=logfile))
 
     def ready():
         os.write(write_end, b"ok")
@@ -357,17 +362,24 @@ def _daemon(cfg: Config) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(sys.argv[1:] if argv is None else argv)
+        logfile = service.log_file(cfg.log, cfg.foreground, cfg.mountpoint)
+        if logfile:
+            problem = service.log_file_problem(logfile)
+            if problem:
+                raise UsageError(f"log file {logfile} {problem}: choose another with -o log=FILE")
         if cfg.foreground:
-            service.setup_logging(foreground=True, debug=cfg.debug)
+            service.enable_stack_dumps(service.setup_logging(foreground=True, debug=cfg.debug, logfile=logfile))
         else:
             logging.basicConfig(format="ifcbfs: %(message)s", level=logging.INFO)
         for warning in advice(cfg):
             log.warning("%s", warning)
         check_paths(cfg)
-        service.enable_stack_dumps()
         if cfg.foreground:
-            return serve(cfg, lambda: log.info("serving %s at %s", cfg.source, cfg.mountpoint))
-        return _daemon(cfg)
+            return serve(cfg, lambda: None)
+        if logfile and not cfg.log:
+            print(f"ifcbfs: no syslog here ({service.SYSLOG_SOCKET} is missing): logging to {logfile} "
+                  f"(choose the file with -o log=FILE)", file=sys.stderr)
+        return _daemon(cfg, logfile)
     except UsageError as err:
         if err.status == 0:
             print(err)

@@ -2,8 +2,9 @@
 
     python tests/faults.py FAULT SOURCE MOUNTPOINT [ifcbfs arguments]
 
-FAULT is `serve-loop` (the serving loop raises soon after the mount serves) or `refresh`
-(every re-check of the source raises). Nothing in ifcbfs itself knows about these faults.
+FAULT is `serve-loop` (the serving loop raises soon after the mount serves), `refresh`
+(every re-check of the source raises) or `no-syslog` (as on a machine without /dev/log).
+Nothing in ifcbfs itself knows about these faults.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trio  # noqa: E402
 
-from ifcbfs import cli  # noqa: E402
+from ifcbfs import cli, service  # noqa: E402
 from ifcbfs.fs import namespace, ops  # noqa: E402
 
 
@@ -30,6 +31,7 @@ def _failing_refresh(self):
 FAULTS = {
     "serve-loop": lambda: setattr(ops, "watch", _failing_watch),
     "refresh": lambda: setattr(namespace.Namespace, "refresh", _failing_refresh),
+    "no-syslog": lambda: setattr(service, "SYSLOG_SOCKET", "/nonexistent/dev/log"),
 }
 
 if __name__ == "__main__":

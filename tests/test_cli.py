@@ -124,3 +124,11 @@ def test_a_mount_inside_its_source_or_over_it_is_refused(tmp_path, src, mnt, mes
 
 def test_a_sibling_whose_name_extends_the_source_is_not_inside_it(tmp_path):
     assert cli.nesting_problem(str(tmp_path / "data"), str(tmp_path / "data2")) is None
+
+
+def test_an_unwritable_log_file_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert cli.main([str(tmp_path), str(tmp_path / "m"), "-f", "-o", f"log={tmp_path}/file/x.log"]) == 1
+    err = capsys.readouterr().err
+    assert f"log file {tmp_path}/file/x.log cannot be written" in err and "-o log=FILE" in err
+    assert len(err.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,6 +38,13 @@ def walk_or_give_up(mnt: Path, m: Mount, timeout: float = 30) -> list[str]:
         pytest.fail(f"find {mnt} hung for {timeout} s: the mount waits on itself")
     assert done.returncode == 0, done.stderr
     return sorted(os.path.relpath(p, mnt) for p in done.stdout.split("\n") if p)
+
+
+def wait_for(check, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
 
 
 def test_links_into_the_mountpoint_are_not_followed(source, tmp_path):
@@ -87,13 +95,46 @@ def test_a_failing_refresh_on_sighup_never_ends_the_daemon(source, tmp_path):
     try:
         for n in (1, 2):
             m.proc.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 10
-            while m.logged().count("re-reading the source failed") < n and time.monotonic() < deadline:
-                time.sleep(0.05)
-        assert m.logged().count("re-reading the source failed") == 2, m.logged()
+            wait_for(lambda: m.logged().count("re-reading the source failed") == n, f"failure {n}")
         assert m.proc.poll() is None
         assert sorted(os.listdir(m.path)) == sorted(os.listdir(source))
         assert m.signal(signal.SIGTERM) == 0
         assert not os.path.ismount(m.path) and os.listdir(m.path) == []  # asked to stop: unmounted
+    finally:
+        m.stop()
+
+
+def test_in_the_background_without_syslog_logs_go_to_a_file_it_names(source, tmp_path):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    (source / "into-mount").symlink_to(mnt)  # something to warn about
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    done = subprocess.run(faulty("no-syslog") + [str(source), str(mnt)], env=env, capture_output=True,
+                          text=True, timeout=30)
+    logfile = tmp_path / "state" / "ifcbfs" / (str(mnt).strip("/").replace("/", "-") + ".log")
+    pid = None
+    try:
+        assert done.returncode == 0, done.stderr
+        assert f"logging to {logfile}" in done.stderr
+        wait_for(lambda: "INFO serving" in logfile.read_text(), "the serving line")
+        pid = int(re.search(r"ifcbfs\[(\d+)\]: INFO serving", logfile.read_text()).group(1))
+        assert sorted(os.listdir(mnt)) == sorted(p for p in os.listdir(source) if p != "into-mount")
+        wait_for(lambda: "leads into the mountpoint" in logfile.read_text(), "the warning")
+        os.kill(pid, signal.SIGUSR1)  # a stack dump follows the log
+        wait_for(lambda: "most recent call first" in logfile.read_text(), "the stack dump")
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        if pid:
+            wait_for(lambda: not os.path.exists(f"/proc/{pid}"), "the daemon to end")
+
+
+def test_log_option_takes_every_line(source, tmp_path):
+    logfile = tmp_path / "logs" / "ifcbfs.log"
+    (source / "into-mount").symlink_to(tmp_path / "mnt")
+    m = Mount(source, tmp_path / "mnt", f"log={logfile}")
+    try:
+        os.listdir(m.path)
+        wait_for(lambda: "leads into the mountpoint" in logfile.read_text(), "the warning")
+        assert "INFO serving" in logfile.read_text() and "leads into" not in m.logged()
     finally:
         m.stop()
