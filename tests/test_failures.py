@@ -3,8 +3,10 @@ never fail silently."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,5 +138,32 @@ def test_log_option_takes_every_line(source, tmp_path):
         os.listdir(m.path)
         wait_for(lambda: "leads into the mountpoint" in logfile.read_text(), "the warning")
         assert "INFO serving" in logfile.read_text() and "leads into" not in m.logged()
+    finally:
+        m.stop()
+
+
+def test_a_last_adc_line_without_its_newline_gets_its_row_once_the_bin_settles(ifcb_data, tmp_path):
+    """The issue's case: a real 8-line bin whose .adc lost its final newline served adc.csv
+    with 7 rows and n_triggers 7, for ever. While its files are fresh it may still be growing
+    and keeps that; once they are older than SETTLE, the watcher gives the line its row."""
+    bin_id = "D20220522T000439_IFCB134"
+    src = tmp_path / "data"
+    src.mkdir()
+    for ext in ("hdr", "adc", "roi"):
+        shutil.copyfile(ifcb_data / "bins" / bin_id / f"{bin_id}.{ext}", src / f"{bin_id}.{ext}")
+    lines = (src / f"{bin_id}.adc").read_text().splitlines()
+    (src / f"{bin_id}.adc").write_text("\n".join(lines))  # no final newline
+    m = Mount(src, tmp_path / "mnt", "poll=0.2")
+    try:
+        folder = m.path / bin_id
+        assert len((folder / "adc.csv").read_text().splitlines()) == 1 + 7
+        assert json.loads((folder / "hdr.json").read_text())["n_triggers"] == 7
+        assert (folder / f"{bin_id}_00008.png").exists()
+        for ext in ("hdr", "adc", "roi"):  # as if the instrument had finished long ago
+            os.utime(src / f"{bin_id}.{ext}", (OLD, OLD))
+        wait_for(lambda: len((folder / "adc.csv").read_text().splitlines()) == 1 + 8, "the last row")
+        rows = (folder / "adc.csv").read_text().splitlines()[1:]
+        assert rows == [f"{n},{line}" for n, line in enumerate(lines, 1)]
+        assert json.loads((folder / "hdr.json").read_text())["n_triggers"] == 8
     finally:
         m.stop()

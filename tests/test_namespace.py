@@ -1,10 +1,12 @@
 """The namespace without a kernel: tree, attributes, inodes, content, change."""
 import errno
+import json
 import os
 import threading
 
 import pytest
 
+from ifcbfs.core import settle
 from ifcbfs.core.source import DataRoot
 from ifcbfs.fs.namespace import BIN, DIR, FILE, ROOT_INO, FsError, Namespace, Options, inode_of
 from ifcbfs.synth import write_bin, write_dataset
@@ -304,3 +306,28 @@ def test_status_counts_bins_listed_and_loaded_as_the_tree_changes(tmp_path):
     ns.refresh()
     assert ns.status() == "2 bins listed, 1 loaded"
     assert ns.bins_listed == sum(n.kind == BIN for n in ns.nodes.values())
+
+
+def test_a_last_adc_line_without_its_newline_gets_its_row_once_the_bin_settles(tmp_path, monkeypatch):
+    """While a bin may still grow, an unterminated last line has no adc.csv row; once its files
+    have been left alone for SETTLE seconds, the watcher's refresh gives it one, once."""
+    stem = "D20240601T000000_IFCB124"
+    write_bin(tmp_path, stem, 8, seed=3)
+    adc = tmp_path / f"{stem}.adc"
+    whole = adc.read_bytes()
+    adc.write_bytes(whole.rstrip(b"\n"))
+    monkeypatch.setattr(settle, "SETTLE", 3600.0)  # the files were just written: still growing
+    ns = Namespace(DataRoot(str(tmp_path)))
+    b = ns.lookup(ROOT_INO, stem)
+    growing = ns.children(b.ino)
+    assert ns.read(growing["adc.csv"].ino).count(b"\n") == 1 + 7
+    assert json.loads(ns.read(growing["hdr.json"].ino))["n_triggers"] == 7
+    assert ns.refresh() == []  # unchanged and not settled: nothing to do
+    monkeypatch.setattr(settle, "SETTLE", 0.0)
+    changes = ns.refresh()
+    assert ("inode", growing["adc.csv"].ino) in changes and ("inode", growing["hdr.json"].ino) in changes
+    final = ns.children(b.ino)
+    assert ns.read(final["adc.csv"].ino).count(b"\n") == 1 + 8
+    assert json.loads(ns.read(final["hdr.json"].ino))["n_triggers"] == 8
+    assert [n for n in final if n.endswith(".png")] == [n for n in growing if n.endswith(".png")]
+    assert ns.refresh() == []  # settled once and for all

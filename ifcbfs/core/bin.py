@@ -92,10 +92,12 @@ def _read_source(f: SourceFile | None) -> bytes:
 class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
-    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, images: list[Image]):
+    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, images: list[Image],
+                 settled: bool = False):
         self.files = files
         self.header = header
         self.images = images
+        self.settled = settled  # loaded as final: a last ADC line without its newline has its row
         self.n_triggers = adc.n_triggers if adc else 0
         self.skipped_lines = adc.skipped if adc else 0
         self.hdr_json = self._hdr_json()
@@ -108,16 +110,17 @@ class Bin:
         self.by_name = {e.name: e for e in self.entries}
 
     @classmethod
-    def load(cls, files: BinFiles) -> "Bin":
-        """Parse a bin's header and ADC; raises SourceUnreadable when a file cannot be read."""
+    def load(cls, files: BinFiles, settled: bool = False) -> "Bin":
+        """Parse a bin's header and ADC, `settled` (no longer growing: see core.settle) or not;
+        raises SourceUnreadable when a file cannot be read."""
         header = parse_hdr(_read_source(files.hdr)) if files.hdr else {}
         adc = None
         images: list[Image] = []
         if files.adc is not None:
-            adc = adc_mod.parse_adc(_read_source(files.adc), files.bin_id.schema)
+            adc = adc_mod.parse_adc(_read_source(files.adc), files.bin_id.schema, final=settled)
             if files.roi is not None:
                 images = plan_images(adc.rois, files.roi.size, files.bin_id.style == "I")
-        return cls(files, header, adc, images)
+        return cls(files, header, adc, images, settled)
 
     def _hdr_json(self) -> bytes:
         bin_id = self.files.bin_id
@@ -150,7 +153,7 @@ class Bin:
         elif name == HDR_JSON:
             data = self.hdr_json
         else:
-            data = adc_mod.parse_adc(_read_source(self.files.adc), self.files.bin_id.schema).csv
+            data = adc_mod.parse_adc(_read_source(self.files.adc), self.files.bin_id.schema, self.settled).csv
         if len(data) != entry.size:
             raise ImageMissing(f"{self.files.bin_id}: {name} changed in the source since it was listed")
         return data

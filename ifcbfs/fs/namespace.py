@@ -12,11 +12,13 @@ import logging
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..core.bin import HDR_JSON, Bin, Entry
 from ..core.errors import BinError
+from ..core.settle import settled
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
 from .cache import ByteCache
 
@@ -65,7 +67,7 @@ class Node:
         self.children: dict[str, Node] | None = None  # None until loaded
         self.source: str | None = None  # DIR: the source folder it mirrors
         self.files: BinFiles | None = None  # BIN: its raw files
-        self.bin: Bin | None = None  # FILE: the bin model it was listed from
+        self.bin: Bin | None = None  # BIN: its loaded model; FILE: the bin model it was listed from
         self.entry: Entry | None = None  # FILE
         self.adapter = None  # free for the FUSE adapter (its prebuilt attributes)
         self._listing: tuple | None = None  # (children dict, its nodes as a tuple)
@@ -276,7 +278,7 @@ class Namespace:
     def _read_bin(self, files: BinFiles) -> Bin:
         """A bin's model: header and ADC parsed (reads the source; call with no lock held)."""
         try:
-            model = Bin.load(files)
+            model = Bin.load(files, settled(files, time.time()))
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
         if model.skipped_lines:
@@ -291,7 +293,7 @@ class Namespace:
             child = self._add(node, entry.name, FILE, node.files.mtime_ns)
             child.entry, child.size, child.bin = entry, entry.size, model
             children[entry.name] = child
-        node.children = children
+        node.children, node.bin = children, model
         if old is None:
             self.bins_loaded += 1
         return old or {}
@@ -329,8 +331,8 @@ class Namespace:
 
     def _refresh_bin(self, node: Node, changes: list) -> None:
         files = self.source.stat_bin(node.files)
-        if files == node.files:
-            return
+        if files == node.files and (node.bin is None or node.bin.settled or not settled(files, time.time())):
+            return  # unchanged, and (if it was loaded while growing) not settled yet
         if not any((files.hdr, files.adc, files.roi)):
             return  # gone: its folder's refresh removes it
         try:
