@@ -251,7 +251,7 @@ def fuse_options(cfg: Config) -> set[str]:
     return opts
 
 
-def serve(cfg: Config, on_ready) -> int:
+def serve(cfg: Config, on_ready, root: DataRoot) -> int:
     """Mount and serve until unmounted or told to stop; `on_ready()` once files are served.
 
     Unmounts only when told to (SIGTERM, SIGINT, fusermount3 -u) and returns 0. On any other
@@ -261,7 +261,7 @@ def serve(cfg: Config, on_ready) -> int:
 
     from .fs import ops as fs_ops
 
-    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped, exclude=cfg.mountpoint), cfg.options)
+    ns = Namespace(root, cfg.options)
     ops = fs_ops.Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
@@ -319,7 +319,7 @@ def serve(cfg: Config, on_ready) -> int:
     return 0
 
 
-def _daemon(cfg: Config, logfile: str | None) -> int:
+def _daemon(cfg: Config, logfile: str | None, root: DataRoot) -> int:
     """Fork; the child mounts and serves, the parent returns once it serves (or says why not)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -345,7 +345,7 @@ def _daemon(cfg: Config, logfile: str | None) -> int:
             os.dup2(null, fd)
 
     try:
-        code = serve(cfg, ready)
+        code = serve(cfg, ready, root)
     except UsageError as err:
         os.write(write_end, f"ifcbfs: {err}".encode())
         os._exit(1)
@@ -374,12 +374,17 @@ def main(argv: list[str] | None = None) -> int:
         for warning in advice(cfg):
             log.warning("%s", warning)
         check_paths(cfg)
+        root = DataRoot(cfg.source, cfg.include_skipped, exclude=cfg.mountpoint)
+        if not root.leads_to_bins(""):
+            log.warning("source %s holds no bins (no .hdr, .adc or .roi file named by a bin id%s): the mount "
+                        "stays empty until some are written", cfg.source,
+                        "" if cfg.include_skipped else " outside 'skip' and 'beads' folders")
         if cfg.foreground:
-            return serve(cfg, lambda: None)
+            return serve(cfg, lambda: None, root)
         if logfile and not cfg.log:
             print(f"ifcbfs: no syslog here ({service.SYSLOG_SOCKET} is missing): logging to {logfile} "
                   f"(choose the file with -o log=FILE)", file=sys.stderr)
-        return _daemon(cfg, logfile)
+        return _daemon(cfg, logfile, root)
     except UsageError as err:
         if err.status == 0:
             print(err)

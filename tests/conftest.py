@@ -14,6 +14,15 @@ settings.load_profile("ifcbfs")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "ifcb-data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def state_home(tmp_path_factory) -> Path:
+    """A private $XDG_STATE_HOME: daemons the tests start in the background without syslog
+    write their default log file there, never into the home folder."""
+    path = tmp_path_factory.mktemp("state")
+    os.environ["XDG_STATE_HOME"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def ifcb_data() -> Path:
     """The real IFCB data folder ($IFCB_TEST_DATA, default ../shared/ifcb-data); skip if absent."""

@@ -106,22 +106,23 @@ def test_a_failing_refresh_on_sighup_never_ends_the_daemon(source, tmp_path):
         m.stop()
 
 
-def test_in_the_background_without_syslog_logs_go_to_a_file_it_names(source, tmp_path):
+def test_in_the_background_without_syslog_logs_go_to_a_file_it_names(source, tmp_path, state_home):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    (source / "into-mount").symlink_to(mnt)  # something to warn about
-    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
-    done = subprocess.run(faulty("no-syslog") + [str(source), str(mnt)], env=env, capture_output=True,
-                          text=True, timeout=30)
-    logfile = tmp_path / "state" / "ifcbfs" / (str(mnt).strip("/").replace("/", "-") + ".log")
+    roi = sorted(source.rglob("*.roi"))[0]
+    roi.unlink()  # something to warn about
+    os.utime(roi.parent, (OLD, OLD))
+    done = subprocess.run(faulty("no-syslog") + [str(source), str(mnt)], capture_output=True, text=True, timeout=30)
+    logfile = state_home / "ifcbfs" / (str(mnt).strip("/").replace("/", "-") + ".log")
     pid = None
     try:
         assert done.returncode == 0, done.stderr
         assert f"logging to {logfile}" in done.stderr
         wait_for(lambda: "INFO serving" in logfile.read_text(), "the serving line")
         pid = int(re.search(r"ifcbfs\[(\d+)\]: INFO serving", logfile.read_text()).group(1))
-        assert sorted(os.listdir(mnt)) == sorted(p for p in os.listdir(source) if p != "into-mount")
-        wait_for(lambda: "leads into the mountpoint" in logfile.read_text(), "the warning")
+        for folder, _, _ in os.walk(mnt):
+            pass
+        wait_for(lambda: f"{roi.stem}: damaged: no .roi file" in logfile.read_text(), "the warning")
         os.kill(pid, signal.SIGUSR1)  # a stack dump follows the log
         wait_for(lambda: "most recent call first" in logfile.read_text(), "the stack dump")
     finally:
@@ -167,3 +168,50 @@ def test_a_last_adc_line_without_its_newline_gets_its_row_once_the_bin_settles(i
         assert json.loads((folder / "hdr.json").read_text())["n_triggers"] == 8
     finally:
         m.stop()
+
+
+def test_each_damaged_bin_gets_one_log_line_naming_what_is_wrong(ifcb_data, tmp_path):
+    src = tmp_path / "data"
+    damage = {  # folder -> (real bin, what to do to it, the words its log line must hold)
+        "cut": ("D20220101T221311_IFCB114", lambda f: f.with_suffix(".roi").write_bytes(
+            f.with_suffix(".roi").read_bytes()[:500_000]),
+            "damaged: 149 of 255 images pass the end of the .roi (500000 bytes): not served"),
+        "no-roi": ("D20220522T000439_IFCB134", lambda f: f.with_suffix(".roi").unlink(), "damaged: no .roi file"),
+        "empty-hdr": ("D20220522T003051_IFCB134", lambda f: f.with_suffix(".hdr").write_bytes(b""),
+                      "damaged: empty .hdr"),
+        "intact": ("D20130526T095207_IFCB013", lambda f: None, None),
+    }
+    for folder, (bin_id, harm, _) in damage.items():
+        shutil.copytree(ifcb_data / "bins" / bin_id, src / folder)
+        harm(src / folder / bin_id)
+        for path in (src / folder).iterdir():
+            os.utime(path, (OLD, OLD))  # long finished: settled
+    m = Mount(src, tmp_path / "mnt")
+    try:
+        for _ in range(2):  # read twice: still one line each
+            for folder, _, files in os.walk(m.path):
+                for name in files:
+                    (Path(folder) / name).read_bytes()
+        lines = m.logged().splitlines()
+        for folder, (bin_id, _, said) in damage.items():
+            about = [line for line in lines if f"{folder}/{bin_id}" in line]
+            assert len(about) == (1 if said else 0), (folder, about)
+            assert not said or about[0].endswith(f"{folder}/{bin_id}: {said}"), about
+        assert len([p for p in (m.path / "cut" / damage["cut"][0]).iterdir() if p.suffix == ".png"]) == 106
+    finally:
+        m.stop()
+
+
+def test_a_source_without_bins_mounts_with_a_warning(tmp_path):
+    src, mnt = tmp_path / "empty", tmp_path / "mnt"
+    (src / "2024" / "D20240601").mkdir(parents=True)
+    (src / "README.txt").write_text("no bins here yet")
+    mnt.mkdir()
+    done = subprocess.run(IFCBFS + [str(src), str(mnt)], capture_output=True, text=True, timeout=30)
+    try:
+        assert done.returncode == 0, done.stderr
+        (warning,) = [line for line in done.stderr.splitlines() if "holds no bins" in line]
+        assert warning.startswith(f"ifcbfs: source {src} holds no bins")
+        assert os.path.ismount(mnt) and os.listdir(mnt) == []
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)

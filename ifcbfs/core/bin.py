@@ -13,6 +13,7 @@ import stat
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
+from .damage import problems
 from .errors import ImageMissing
 from .hdr import parse_hdr
 from .ids import timestamp_iso
@@ -93,11 +94,12 @@ class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
     def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, images: list[Image],
-                 settled: bool = False):
+                 settled: bool = False, problems: tuple[str, ...] = ()):
         self.files = files
         self.header = header
         self.images = images
         self.settled = settled  # loaded as final: a last ADC line without its newline has its row
+        self.problems = problems  # what is wrong with it (core.damage), judged once settled
         self.n_triggers = adc.n_triggers if adc else 0
         self.skipped_lines = adc.skipped if adc else 0
         self.hdr_json = self._hdr_json()
@@ -113,14 +115,15 @@ class Bin:
     def load(cls, files: BinFiles, settled: bool = False) -> "Bin":
         """Parse a bin's header and ADC, `settled` (no longer growing: see core.settle) or not;
         raises SourceUnreadable when a file cannot be read."""
-        header = parse_hdr(_read_source(files.hdr)) if files.hdr else {}
+        hdr = _read_source(files.hdr)
+        header = parse_hdr(hdr)
         adc = None
         images: list[Image] = []
         if files.adc is not None:
             adc = adc_mod.parse_adc(_read_source(files.adc), files.bin_id.schema, final=settled)
             if files.roi is not None:
                 images = plan_images(adc.rois, files.roi.size, files.bin_id.style == "I")
-        return cls(files, header, adc, images, settled)
+        return cls(files, header, adc, images, settled, problems(files, hdr, adc) if settled else ())
 
     def _hdr_json(self) -> bytes:
         bin_id = self.files.bin_id

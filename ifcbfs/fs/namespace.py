@@ -20,6 +20,7 @@ from ..core.bin import HDR_JSON, Bin, Entry
 from ..core.errors import BinError
 from ..core.settle import settled
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
+from ..service import log_bad_bin
 from .cache import ByteCache
 
 log = logging.getLogger("ifcbfs")
@@ -195,7 +196,7 @@ class Namespace:
                 return children
             files = node.files
             if node.kind == BIN:
-                read = self._read_bin(files)
+                read = self._read_bin(node.path, files)
             elif node is self.root and self.options.layout == "flat":
                 read = self._read_flat()
             else:
@@ -275,14 +276,15 @@ class Namespace:
         node.mtime_ns, node.adapter = listing.mtime_ns, None
         changes.append(("inode", node.ino))
 
-    def _read_bin(self, files: BinFiles) -> Bin:
-        """A bin's model: header and ADC parsed (reads the source; call with no lock held)."""
+    def _read_bin(self, path: str, files: BinFiles) -> Bin:
+        """A bin's model: header and ADC parsed (reads the source; call with no lock held).
+        What is wrong with it is logged, once per bin however often it is read."""
         try:
             model = Bin.load(files, settled(files, time.time()))
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
-        if model.skipped_lines:
-            log.info("%s: %d ADC lines do not parse and are skipped", files.bin_id, model.skipped_lines)
+        if model.problems:
+            log_bad_bin(log, path, "damaged: " + "; ".join(model.problems))
         return model
 
     def _publish_bin(self, node: Node, model: Bin | None) -> dict[str, Node]:
@@ -336,7 +338,7 @@ class Namespace:
         if not any((files.hdr, files.adc, files.roi)):
             return  # gone: its folder's refresh removes it
         try:
-            model = self._read_bin(files)
+            model = self._read_bin(node.path, files)
         except FsError:
             model = None
         with self._lock:
