@@ -215,3 +215,18 @@ def test_a_source_without_bins_mounts_with_a_warning(tmp_path):
         assert os.path.ismount(mnt) and os.listdir(mnt) == []
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+
+
+@pytest.mark.parametrize("how", ["poll", "SIGHUP"])
+def test_flat_layout_shows_new_bins(source, tmp_path, how):
+    m = Mount(source, tmp_path / "mnt", "layout=flat", "poll=0.3" if how == "poll" else "poll=0")
+    try:
+        before = sorted(os.listdir(m.path))
+        write_dataset(source / "later", n_bins=1, n_triggers=5, seed=9, style="D", start="2025-01-01T00:00:00")
+        new = sorted(p.stem for p in (source / "later").rglob("*.hdr"))
+        if how == "SIGHUP":
+            m.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: sorted(os.listdir(m.path)) == sorted(before + new), f"the new bin after {how}")
+        assert (m.path / new[0] / "hdr.json").exists()
+    finally:
+        m.stop()

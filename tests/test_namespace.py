@@ -331,3 +331,26 @@ def test_a_last_adc_line_without_its_newline_gets_its_row_once_the_bin_settles(t
     assert json.loads(ns.read(final["hdr.json"].ino))["n_triggers"] == 8
     assert [n for n in final if n.endswith(".png")] == [n for n in growing if n.endswith(".png")]
     assert ns.refresh() == []  # settled once and for all
+
+
+def test_flat_layout_sees_new_changed_and_removed_bins_on_refresh(tmp_path):
+    """The flat root is built from every source folder; a refresh reads again only the folders
+    whose mtime changed (and walks new ones), as the mirror layout does."""
+    a, b, c = "D20240601T000000_IFCB124", "D20250101T000000_IFCB124", "D20240601T010000_IFCB124"
+    day = tmp_path / "2024" / "D20240601"
+    write_bin(day, a, 3, seed=1)
+    ns = Namespace(DataRoot(str(tmp_path)), Options(layout="flat"))
+    assert list(ns.children(ROOT_INO)) == [a]
+    assert ns.refresh() == []  # nothing changed: nothing read again, nothing to forget
+    write_bin(tmp_path / "2025" / "D20250101", b, 3, seed=2)  # in a new folder
+    write_bin(day, c, 3, seed=3)  # next to a
+    os.utime(tmp_path, ns=(1, 10**18))
+    os.utime(day, ns=(1, 10**18))
+    changes = ns.refresh()
+    assert list(ns.children(ROOT_INO)) == [a, c, b] and ("inode", ROOT_INO) in changes
+    for ext in ("hdr", "adc", "roi"):
+        (tmp_path / "2025" / "D20250101" / f"{b}.{ext}").unlink()
+    os.utime(tmp_path / "2025" / "D20250101", ns=(2, 10**18))
+    changes = ns.refresh()
+    assert list(ns.children(ROOT_INO)) == [a, c] and ("entry", ROOT_INO, b) in changes
+    assert ns.status() == "2 bins listed, 0 loaded"

@@ -220,14 +220,20 @@ class DataRoot:
 
     def walk(self, folder: str = "") -> Iterator[BinFiles]:
         """Every bin below `folder`, depth first in name order, lazily; unreadable folders are logged."""
+        for found in self.folders(folder):
+            yield from found.bins.values()
+
+    def folders(self, folder: str = "") -> Iterator[Folder]:
+        """`folder` and every folder below it that leads to bins, read one by one, depth first
+        in name order, lazily; unreadable folders are logged and left out."""
         try:
             found = self.scan(folder)
         except SourceUnreadable as err:
             log.warning("%s", err)
             return
-        yield from found.bins.values()
+        yield found
         for sub in found.folders:
-            yield from self.walk(_join(folder, sub))
+            yield from self.folders(_join(folder, sub))
 
     def stat_bin(self, files: BinFiles) -> BinFiles:
         """The same bin's files as they are now (for noticing growth or change)."""
@@ -235,6 +241,11 @@ class DataRoot:
         current = {ext: _stat(f"{base}.{ext}") for ext in EXTENSIONS}
         adc = self._adcmod(files.folder, str(files.bin_id)) or current["adc"]
         return BinFiles(files.bin_id, files.folder, current["hdr"], adc, current["roi"])
+
+
+def depth_first(folder: str) -> tuple[str, ...]:
+    """Sort key that puts folders in the order `DataRoot.folders` reads them."""
+    return tuple(folder.split("/")) if folder else ()
 
 
 def _join(folder: str, name: str) -> str:

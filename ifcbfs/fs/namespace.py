@@ -19,8 +19,8 @@ from typing import NamedTuple
 from ..core.bin import HDR_JSON, Bin, Entry
 from ..core.errors import BinError
 from ..core.settle import settled
-from ..core.source import BinFiles, DataRoot, SourceUnreadable
-from ..service import log_bad_bin
+from ..core.source import BinFiles, DataRoot, Folder, SourceUnreadable, depth_first
+from ..service import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
 
 log = logging.getLogger("ifcbfs")
@@ -102,6 +102,8 @@ class Namespace:
         self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
         self._lock = threading.RLock()  # held only to publish, never while reading the source
         self._refreshing = threading.Lock()  # one refresh at a time; requests never take it
+        self._flat: dict[str, Folder] = {}  # flat layout: the source folders the root was built from
+        self._said = RateLimitedLog()  # bins found twice (flat layout), each said once
         self.bins_listed = self.bins_loaded = 0
         top = Node(ROOT_INO, None, "", DIR, "", _mtime(root.root))
         top.source = ""
@@ -194,11 +196,11 @@ class Namespace:
             children = node.children
             if children is not None:
                 return children
-            files = node.files
+            files, flat = node.files, self._is_flat_root(node)
             if node.kind == BIN:
                 read = self._read_bin(node.path, files)
-            elif node is self.root and self.options.layout == "flat":
-                read = self._read_flat()
+            elif flat:
+                folders, read = self._read_flat(None)
             else:
                 read = self._read_dir(node.source)
             with self._lock:
@@ -208,7 +210,12 @@ class Namespace:
                     if node.kind == BIN:
                         self._publish_bin(node, read)
                     else:
+                        if flat:
+                            self._flat = folders
                         self._merge(node, read, [])
+
+    def _is_flat_root(self, node: Node) -> bool:
+        return node is self.root and self.options.layout == "flat"
 
     def _register(self, node: Node) -> None:
         self.nodes[node.ino] = node
@@ -232,40 +239,67 @@ class Namespace:
             raise FsError(err.errno, str(err)) from None
         dirs = {}
         for name in found.folders:
-            sub = f"{folder}/{name}" if folder else name
+            sub = _join(folder, name)
             dirs[name] = (sub, _mtime(self.source.abspath(sub)))
         return Listing(found.mtime_ns, dirs, found.bins)
 
-    def _read_flat(self) -> Listing:
-        """Every bin of the source, for the root of the flat layout (reads the whole source)."""
+    def _read_flat(self, known: dict[str, Folder] | None) -> tuple[dict[str, Folder], Listing]:
+        """Every bin of the source, for the root of the flat layout, and the source folders
+        they were found in. Without `known` (those folders as last read) the whole source is
+        walked; with it, only folders whose mtime changed are read again (and new sub-folders
+        walked), as the mirror layout re-reads only changed folders."""
+        if known is None:
+            folders = {found.path: found for found in self.source.folders()}
+        else:
+            folders, gone = {}, []
+            for path in sorted(known, key=depth_first):
+                old = known[path]
+                if any(path.startswith(g + "/") or not g for g in gone):
+                    continue  # below a folder that is gone
+                if _mtime(self.source.abspath(path)) == old.mtime_ns:
+                    folders[path] = old
+                    continue
+                try:
+                    new = folders[path] = self.source.scan(path)
+                except SourceUnreadable:
+                    gone.append(path)
+                    continue
+                gone += [_join(path, sub) for sub in old.folders if sub not in new.folders]
+                for sub in new.folders:
+                    if sub not in old.folders:
+                        folders.update((f.path, f) for f in self.source.folders(_join(path, sub)))
         bins: dict[str, BinFiles] = {}
-        for files in self.source.walk():
-            name = str(files.bin_id)
-            if name in bins:
-                kept = bins[name].folder or "."
-                log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
-                continue
-            bins[name] = files
-        return Listing(self.root.mtime_ns, {}, bins)
+        for path in sorted(folders, key=depth_first):
+            for name, files in folders[path].bins.items():
+                if name not in bins:
+                    bins[name] = files
+                elif self._said.first_time(f"{name} in {path}"):
+                    kept = bins[name].folder or "."
+                    log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, path or ".", kept)
+        root = folders.get("")
+        return folders, Listing(root.mtime_ns if root else 0, {}, bins)
 
     def _merge(self, node: Node, listing: Listing, changes: list) -> None:
         """Make a folder's children what `listing` says (under the lock). Children still there
         keep their node; a bin not loaded yet takes its new files; the rest is forgotten."""
-        old = node.children or {}
-        for name, child in old.items():
-            if child.kind != (DIR if name in listing.dirs else BIN if name in listing.bins else None):
+        kept = {}
+        for name, child in (node.children or {}).items():
+            files = listing.bins.get(name)
+            if child.kind == DIR and name in listing.dirs or files and child.kind == BIN and files.folder == child.files.folder:
+                kept[name] = child
+            else:  # gone, or now something else (in the flat layout: the same bin id elsewhere)
                 self.forget(child)
                 changes.append(("entry", node.ino, name))
         fresh = {}
         for name, (sub, mtime_ns) in listing.dirs.items():
-            child = old.get(name)
-            if child is None or child.kind != DIR:
+            child = kept.get(name)
+            if child is None:
                 child = self._add(node, name, DIR, mtime_ns)
                 child.source = sub
             fresh[name] = child
         for name, files in listing.bins.items():
-            child = old.get(name)
-            if child is None or child.kind != BIN:
+            child = kept.get(name)
+            if child is None:
                 child = self._add(node, name, BIN, files.mtime_ns)
                 child.files = files
             elif child.children is None and child.files != files:
@@ -316,9 +350,21 @@ class Namespace:
                     continue  # dropped by an earlier change in this pass
                 if node.kind == BIN:
                     self._refresh_bin(node, changes)
-                elif node is not self.root or self.options.layout == "mirror":
+                elif self._is_flat_root(node):
+                    self._refresh_flat(node, changes)
+                else:
                     self._refresh_dir(node, changes)
         return changes
+
+    def _refresh_flat(self, node: Node, changes: list) -> None:
+        known = self._flat
+        folders, listing = self._read_flat(known)
+        if folders.keys() == known.keys() and all(folders[p] is known[p] for p in known):
+            return  # no source folder changed
+        with self._lock:
+            if self.nodes.get(node.ino) is node:
+                self._flat = folders
+                self._merge(node, listing, changes)
 
     def _refresh_dir(self, node: Node, changes: list) -> None:
         if _mtime(self.source.abspath(node.source)) == node.mtime_ns:
@@ -383,6 +429,10 @@ class Namespace:
     def drop_caches(self) -> None:
         """Forget decoded content (SIGHUP); the tree is re-checked by `refresh`."""
         self.cache.clear()
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
 
 
 def _mtime(path: str) -> int:
