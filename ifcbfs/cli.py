@@ -363,17 +363,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(sys.argv[1:] if argv is None else argv)
         logfile = service.log_file(cfg.log, cfg.foreground, cfg.mountpoint)
-        if logfile:
-            problem = service.log_file_problem(logfile)
-            if problem:
-                raise UsageError(f"log file {logfile} {problem}: choose another with -o log=FILE")
         if cfg.foreground:
-            service.enable_stack_dumps(service.setup_logging(foreground=True, debug=cfg.debug, logfile=logfile))
+            service.setup_logging(foreground=True, debug=cfg.debug)
         else:
             logging.basicConfig(format="ifcbfs: %(message)s", level=logging.INFO)
         for warning in advice(cfg):
             log.warning("%s", warning)
         check_paths(cfg)
+        if logfile:  # made only now: a refused mount leaves no file behind
+            problem = service.log_file_problem(logfile)
+            if problem:
+                raise UsageError(f"log file {logfile} {problem}: choose another with -o log=FILE")
+        if cfg.foreground:
+            service.enable_stack_dumps(service.setup_logging(foreground=True, debug=cfg.debug, logfile=logfile))
         root = DataRoot(cfg.source, cfg.include_skipped, exclude=cfg.mountpoint)
         if not root.leads_to_bins(""):
             log.warning("source %s holds no bins (no .hdr, .adc or .roi file named by a bin id%s): the mount "

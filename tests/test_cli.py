@@ -126,9 +126,18 @@ def test_a_sibling_whose_name_extends_the_source_is_not_inside_it(tmp_path):
     assert cli.nesting_problem(str(tmp_path / "data"), str(tmp_path / "data2")) is None
 
 
-def test_an_unwritable_log_file_is_refused_in_one_line(tmp_path, capsys):
+def test_an_unwritable_log_file_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("")
-    assert cli.main([str(tmp_path), str(tmp_path / "m"), "-f", "-o", f"log={tmp_path}/file/x.log"]) == 1
+    monkeypatch.setattr(cli, "check_paths", lambda cfg: None)  # the paths are not the point here
+    assert cli.main([str(tmp_path / "src"), str(tmp_path / "m"), "-f", "-o", f"log={tmp_path}/file/x.log"]) == 1
     err = capsys.readouterr().err
     assert f"log file {tmp_path}/file/x.log cannot be written" in err and "-o log=FILE" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_refused_mount_makes_no_log_file(tmp_path, capsys):
+    (tmp_path / "data" / "inner").mkdir(parents=True)
+    log = tmp_path / "logs" / "x.log"
+    assert cli.main([str(tmp_path / "data"), str(tmp_path / "data" / "inner"), "-o", f"log={log}"]) == 1
+    assert "is inside the source" in capsys.readouterr().err
+    assert not log.exists() and not log.parent.exists()
