@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 
 from . import __version__
 from .core.bin import STITCH_MODES
+from .core.local import within
 from .core.source import DataRoot, root_problem
 from .progress import Bar
 from .fs.namespace import BIN, FsError, Namespace, Node, Options
@@ -86,7 +87,7 @@ def check_paths(source: str, dest: str) -> None:
     problem = root_problem(source)
     if problem:
         raise UsageError(problem)
-    if _inside(dest, source):
+    if within(dest, source):
         raise UsageError(f"destination {dest} is inside the source {source}: choose a folder outside it")
     try:
         os.makedirs(dest, exist_ok=True)
@@ -94,11 +95,6 @@ def check_paths(source: str, dest: str) -> None:
         raise UsageError(f"cannot create destination {dest}: {err.strerror}") from None
     if not os.access(dest, os.W_OK | os.X_OK):
         raise UsageError(f"destination {dest} cannot be written (permission denied)")
-
-
-def _inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], int]:
@@ -153,7 +149,7 @@ def export_bin(path: str, files, folder: str) -> tuple:
         return 0, 0, 0, 0, None, False
     node = None
     try:
-        if _inside(folder, ns.source.root):
+        if within(folder, ns.source.root):
             raise OSError(f"{folder} leads into the source: not written")
         node = ns.load_bin(path, files)
         for child, dest in _files_of(ns, node, folder):

@@ -61,6 +61,7 @@ class Index:
         self.wait = wait  # put() waits for the writer instead of dropping (ifcbfs index)
         self.signature = f"ifcbfs {__version__} format {FORMAT} {signature}"
         self.hits = self.misses = 0
+        self.records = 0  # bins the index holds: counted once at open, then as the writer adds
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(QUEUE_SIZE)
         self._db: sqlite3.Connection | None = None
@@ -92,7 +93,9 @@ class Index:
                     os.unlink(self.path + suffix)
             db = self._connect()
             found = None
-        if found != self.signature:
+        if found == self.signature:
+            self.records = db.execute("SELECT count(*) FROM bins").fetchone()[0]
+        else:
             with db:
                 db.execute("DROP TABLE IF EXISTS bins")
                 db.execute("DROP TABLE IF EXISTS meta")
@@ -170,7 +173,9 @@ class Index:
         try:
             rows = [(_key(path), ident, pickle.dumps(model.state(), pickle.HIGHEST_PROTOCOL)) for path, ident, model in batch]
             with db:
+                new = sum(db.execute("SELECT 1 FROM bins WHERE path = ?", row[:1]).fetchone() is None for row in rows)
                 db.executemany("INSERT OR REPLACE INTO bins VALUES (?, ?, ?)", rows)
+            self.records += new
         except Exception as err:  # disk full, read-only, deleted folder: keep serving, stop writing
             log.warning("index %s: writing failed (%s): no more records are written", self.path, err)
             self._writing = False
@@ -189,10 +194,3 @@ class Index:
             with self._lock:
                 self._db.close()
                 self._db = None
-
-    def count(self) -> int:
-        """How many bins the index holds."""
-        if self._db is None:
-            return 0
-        with self._lock:
-            return self._db.execute("SELECT count(*) FROM bins").fetchone()[0]

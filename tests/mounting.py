@@ -34,14 +34,14 @@ def decodes(mnt) -> int:
 class Mount:
     """An ifcbfs process in the foreground (-f) serving `source` at `mountpoint`."""
 
-    def __init__(self, source, mountpoint, *options: str, log: Path | None = None):
+    def __init__(self, source, mountpoint, *options: str, log: Path | None = None, command: list[str] = IFCBFS):
         require_fuse()
         self.source, self.path = Path(source), Path(mountpoint)
         self.path.mkdir(parents=True, exist_ok=True)
         self.log = log or self.path.with_name(self.path.name + ".log")
         args = [str(self.source), str(self.path), "-f"] + (["-o", ",".join(options)] if options else [])
         self.errors = open(self.log, "ab")
-        self.proc = subprocess.Popen(IFCBFS + args, stdin=subprocess.DEVNULL, stdout=self.errors, stderr=self.errors)
+        self.proc = subprocess.Popen(command + args, stdin=subprocess.DEVNULL, stdout=self.errors, stderr=self.errors)
         deadline = time.monotonic() + 20
         while not os.path.ismount(self.path):
             if self.proc.poll() is not None or time.monotonic() > deadline:

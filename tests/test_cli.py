@@ -35,22 +35,55 @@ def test_defaults():
     (["a", "b", "-o"], "-o needs"),
     (["a", "b", "-x"], "unknown argument"),
     (["a", "b", "-o", "layout=tree"], "expected mirror or flat"),
-    (["a", "b", "-o", "uid=me"], "whole number"),
-    (["a", "b", "-o", "stitch=maybe"], "stitch='maybe': expected on, off or qc"),
-    (["a", "b", "-o", "stitch"], "stitch='': expected on, off or qc"),
+    (["a", "b", "-o", "uid=me"], "uid='me': expected a whole number from 0"),
+    (["a", "b", "-o", "gid=-3"], "gid='-3': expected a whole number from 0"),
     (["a", "b", "-o", "cache_size=lots"], "cache_size"),
-    (["a", "b", "-o", "bin_cache=-1"], "bin_cache must not be negative"),
-    (["a", "b", "-o", "index"], "unknown option"),
-    (["a", "b", "-o", "poll=soon"], "seconds"),
+    (["a", "b", "-o", "cache_size=-1M"], "cache_size='-1M': must not be negative"),
+    (["a", "b", "-o", "cache_size=infG"], "cache_size='infG': expected bytes"),
+    (["a", "b", "-o", "poll=soon"], "poll='soon': expected seconds > 0, or 0"),
+    (["a", "b", "-o", "poll=-1"], "poll='-1': expected seconds > 0, or 0"),
+    (["a", "b", "-o", "poll=nan"], "poll='nan'"),
+    (["a", "b", "-o", "poll=inf"], "poll='inf'"),
+    (["a", "b", "-o", "workers=0"], "workers='0': expected a whole number from 1"),
+    (["a", "b", "-o", "workers=many"], "workers='many'"),
+    (["a", "b", "-o", "fsname="], "fsname= needs a value"),
+    (["a", "b", "-o", "fsname"], "fsname needs a value"),
+    (["a", "b", "-o", "ro,rw"], "rw: ifcbfs is read-only"),
+    (["a", "b", "-o", "rw"], "rw: ifcbfs is read-only"),
+    (["a", "b", "-o", "layout=flat,layout=mirror"], "layout= is given twice (flat and mirror)"),
+    (["a", "b", "-o", "poll=1", "-o", "poll=2"], "poll= is given twice"),
+    (["a", "b", "-o", "allow_other=yes"], "allow_other takes no value"),
+    (["a", "b", "-o", "stitch=maybe"], "stitch='maybe': expected on, off or qc"),
+    (["a", "b", "-o", "stitch"], "stitch needs a value"),
+    (["a", "b", "-o", "bin_cache=-1"], "bin_cache='-1': must not be negative"),
+    (["a", "b", "-o", "index"], "index needs a value"),
+    (["a", "b", "-o", "index="], "index= needs a value"),
     (["a", "b", "-o", "umask=999"], "octal"),
     (["a", "b", "-o", "umask=1000"], "octal"),
-    (["a", "b", "-o", "umask"], "octal"),
+    (["a", "b", "-o", "umask"], "umask needs a value"),
     (["a", "b", "-o", "sparkle"], "unknown option"),
 ])
 def test_bad_arguments(argv, message):
+    """Every bad option value is refused with one line naming the option and what it accepts."""
     with pytest.raises(cli.UsageError) as err:
         cli.parse_args(argv)
     assert message in str(err.value) and err.value.status == 2
+    assert "\n" not in str(err.value)
+
+
+def test_good_edge_values_and_repeats_of_one_value():
+    cfg = cli.parse_args(["a", "b", "-o", "poll=0,workers=1,cache_size=0,layout=flat,layout=flat,ro,ro"])
+    assert (cfg.poll, cfg.workers, cfg.options.cache_size, cfg.options.layout) == (0, 1, 0, "flat")
+
+
+def test_uid_or_gid_without_allow_other_is_warned_about():
+    other = os.getuid() + 1
+    assert cli.advice(cli.parse_args(["a", "b"])) == []
+    assert cli.advice(cli.parse_args(["a", "b", "-o", f"uid={os.getuid()}"])) == []
+    assert cli.advice(cli.parse_args(["a", "b", "-o", f"uid={other},allow_other"])) == []
+    (warning,) = cli.advice(cli.parse_args(["a", "b", "-o", f"uid={other}"]))
+    assert f"uid={other} without allow_other" in warning and "add allow_other" in warning
+    assert len(cli.advice(cli.parse_args(["a", "b", "-o", f"uid={other},gid={os.getgid() + 1}"]))) == 2
 
 
 def test_help_and_version(capsys):
@@ -69,7 +102,8 @@ def test_sizes():
 
 
 def test_missing_fuse_device_and_fusermount_are_named(tmp_path, monkeypatch):
-    cfg = cli.parse_args([str(tmp_path), str(tmp_path / "m")])
+    (tmp_path / "src").mkdir()
+    cfg = cli.parse_args([str(tmp_path / "src"), str(tmp_path / "m")])
     real_exists = os.path.exists
     monkeypatch.setattr(os.path, "exists", lambda p: False if p == "/dev/fuse" else real_exists(p))
     with pytest.raises(cli.UsageError, match="/dev/fuse is missing"):
@@ -86,3 +120,41 @@ def test_unreadable_source(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "access", lambda p, mode: False)
     with pytest.raises(cli.UsageError, match="cannot be read"):
         cli.check_paths(cfg)
+
+
+@pytest.mark.parametrize("src, mnt, message", [
+    ("data", "data/inner", "mountpoint {mnt} is inside the source {src}"),
+    ("data", "data", "source and mountpoint are the same folder"),
+    ("data/inner", "data", "source {src} is inside the mountpoint {mnt}"),
+    ("data", "link-to-data/inner", "is inside the source"),      # real paths are compared
+    ("data", "link-to-data", "the same folder"),
+])
+def test_a_mount_inside_its_source_or_over_it_is_refused(tmp_path, src, mnt, message):
+    (tmp_path / "data" / "inner").mkdir(parents=True)
+    (tmp_path / "link-to-data").symlink_to(tmp_path / "data")
+    cfg = cli.parse_args([str(tmp_path / src), str(tmp_path / mnt)])
+    with pytest.raises(cli.UsageError) as err:
+        cli.check_paths(cfg)
+    assert message.format(src=cfg.source, mnt=cfg.mountpoint) in str(err.value)
+    assert err.value.status == 1 and "\n" not in str(err.value)
+
+
+def test_a_sibling_whose_name_extends_the_source_is_not_inside_it(tmp_path):
+    assert cli.nesting_problem(str(tmp_path / "data"), str(tmp_path / "data2")) is None
+
+
+def test_an_unwritable_log_file_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(cli, "check_paths", lambda cfg: None)  # the paths are not the point here
+    assert cli.main([str(tmp_path / "src"), str(tmp_path / "m"), "-f", "-o", f"log={tmp_path}/file/x.log"]) == 1
+    err = capsys.readouterr().err
+    assert f"log file {tmp_path}/file/x.log cannot be written" in err and "-o log=FILE" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_refused_mount_makes_no_log_file(tmp_path, capsys):
+    (tmp_path / "data" / "inner").mkdir(parents=True)
+    log = tmp_path / "logs" / "x.log"
+    assert cli.main([str(tmp_path / "data"), str(tmp_path / "data" / "inner"), "-o", f"log={log}"]) == 1
+    assert "is inside the source" in capsys.readouterr().err
+    assert not log.exists() and not log.parent.exists()

@@ -143,7 +143,7 @@ def test_a_failing_refresh_does_not_end_the_watcher(ops, monkeypatch, caplog):
 
     calls = []
 
-    def broken():
+    def broken(everything=False):
         calls.append(1)
         raise OSError("source went away")
 

@@ -13,6 +13,7 @@ import zlib
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
+from .damage import problems
 from .errors import ImageMissing
 from .hdr import parse_hdr
 from .ids import timestamp_iso
@@ -96,11 +97,14 @@ def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
 class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
-    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False):
+    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False,
+                 settled: bool = False, problems: tuple[str, ...] = ()):
         self.files = files
         self.header = header
         self.images = images = plan.images
         self.pairs = plan.pairs  # [] when unstitched: what hdr.json reports as `stitched`
+        self.settled = settled  # loaded as final: a last ADC line without its newline has its row
+        self.problems = problems  # what is wrong with it (core.damage), judged once settled
         self.n_triggers = adc.n_triggers if adc else 0
         self.skipped_lines = adc.skipped if adc else 0
         self.hdr_json = self._hdr_json(adc)
@@ -121,7 +125,8 @@ class Bin:
 
     def state(self) -> tuple:
         """Everything the model holds but its source files, as plain values (for the index)."""
-        return (self.header, self.images, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json, self.entries)
+        return (self.header, self.images, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json, self.entries,
+                self.settled, self.problems)
 
     @classmethod
     def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
@@ -129,7 +134,7 @@ class Bin:
         model = cls.__new__(cls)
         model.files = files
         (model.header, model.images, model.pairs, model.n_triggers, model.skipped_lines,
-         model.hdr_json, entries) = state
+         model.hdr_json, entries, model.settled, model.problems) = state
         model._index(entries)
         return model
 
@@ -160,19 +165,21 @@ class Bin:
         return entry.size < limit and len(entry.image.parts) == 1
 
     @classmethod
-    def load(cls, files: BinFiles, stitch: str = "on") -> "Bin":
-        """Parse a bin's header and ADC; raises SourceUnreadable when a file cannot be read.
-        `stitch` is one of STITCH_MODES; D-style bins are never stitched, whatever it says."""
+    def load(cls, files: BinFiles, stitch: str = "on", settled: bool = False) -> "Bin":
+        """Parse a bin's header and ADC, `settled` (no longer growing: see core.settle) or not;
+        raises SourceUnreadable when a file cannot be read. `stitch` is one of STITCH_MODES;
+        D-style bins are never stitched, whatever it says."""
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch={stitch!r}: expected one of {', '.join(STITCH_MODES)}")
-        header = parse_hdr(_read_source(files, files.hdr)) if files.hdr else {}
+        hdr = _read_source(files, files.hdr)
+        header = parse_hdr(hdr)
         adc = None
         plan = Plan([], [])
         if files.adc is not None:
-            adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema)
+            adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema, final=settled)
             roi_size = files.roi.size if files.roi is not None else 0  # no .roi: no image, pairs still
             plan = plan_images(adc.rois, roi_size, files.bin_id.style == "I" and stitch != "off")
-        return cls(files, header, adc, plan, qc=stitch == "qc")
+        return cls(files, header, adc, plan, stitch == "qc", settled, problems(files, hdr, adc) if settled else ())
 
     def _hdr_json(self, adc: adc_mod.Adc | None) -> bytes:
         bin_id = self.files.bin_id
@@ -214,7 +221,7 @@ class Bin:
         elif entry.code == CODE_RAW_HDR:
             data = _read_source(self.files, self.files.hdr)
         else:
-            data = adc_mod.parse_adc(_read_source(self.files, self.files.adc), self.files.bin_id.schema).csv
+            data = adc_mod.parse_adc(_read_source(self.files, self.files.adc), self.files.bin_id.schema, final=self.settled).csv
         if len(data) != entry.size:
             raise ImageMissing(f"{self.files.bin_id}: {entry.name} changed in the source since it was listed")
         return data

@@ -121,8 +121,10 @@ def open_source(spec: str, exclude: tuple[str, ...] = ()) -> Source:
 class DataRoot:
     """A tree of raw IFCB files in a source: which folders lead to bins, and which files make a bin."""
 
-    def __init__(self, root: "str | Source", include_skipped: bool = False):
-        self.source = open_source(root) if isinstance(root, str) else root
+    def __init__(self, root: "str | Source", include_skipped: bool = False, exclude: str | None = None):
+        """`exclude`: a folder never entered (the mountpoint: reading it from the daemon that
+        serves it would wait on itself), when `root` is a path."""
+        self.source = open_source(root, (exclude,) if exclude else ()) if isinstance(root, str) else root
         self.root = self.source.location
         self.include_skipped = include_skipped
         self.adcmod = self.source.sibling("adcmod")

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 from ..core.bin import Bin, Entry
 from ..core.errors import BinError
+from ..core.settle import settled
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
+from ..service import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
 
 log = logging.getLogger("ifcbfs")
@@ -116,9 +118,12 @@ class Namespace:
         self.index = index
         self.cache = ByteCache(options.cache_size)
         self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
-        self.bins_listed = 0  # bins whose folder has been read at least once
+        self.bins_listed = 0  # bins in a folder listing so far
+        self.bins_loaded = 0  # bins whose folder has been read at least once
         self.parses = 0  # bins parsed from the source (not taken from the index)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held only to publish, never while reading the source
+        self._refreshing = threading.Lock()  # one refresh at a time; requests never take it
+        self._said = RateLimitedLog()  # bins found twice (flat layout), each said once
         top = Node(ROOT_INO, None, "", DIR, "", root.stamp(""))
         top.source = ""
         self.nodes: dict[int, Node] = {ROOT_INO: top}  # folders and bins
@@ -264,16 +269,19 @@ class Namespace:
             return bin_node.model or model
 
     def _load_model(self, path: str, files: BinFiles) -> Bin:
+        """A bin's model from the index, or parsed (reads the source: call with no lock held).
+        What is wrong with it is logged, once per bin however often it is read."""
+        final = settled(files, time.time())
         model = self.index.get(path, files) if self.index is not None else None
-        if model is not None:
+        if model is not None and (model.settled or not final):
             return model
         self.parses += 1
         try:
-            model = Bin.load(files, self.options.stitch)
+            model = Bin.load(files, self.options.stitch, final)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
-        if model.skipped_lines:
-            log.info("%s: %d ADC lines do not parse and are skipped", files.bin_id, model.skipped_lines)
+        if model.problems:
+            log_bad_bin(log, path, "damaged: " + "; ".join(model.problems))
         if self.index is not None:
             self.index.put(path, files, model)
         return model
@@ -281,7 +289,7 @@ class Namespace:
     def _keep(self, bin_node: Node, model: Bin) -> None:
         if not bin_node.listed:
             bin_node.listed = True
-            self.bins_listed += 1
+            self.bins_loaded += 1
         bin_node.model = model
         self._models[bin_node.ino] = bin_node
         self._models_size += model.footprint
@@ -357,6 +365,7 @@ class Namespace:
         node = self._add(parent, str(files.bin_id), BIN, files.mtime_ns)
         if node.files is None:
             node.files = files
+            self.bins_listed += 1
         return node
 
     def _read_dir(self, node: Node) -> tuple[int, dict[str, int], list[tuple[str, BinFiles]]]:
@@ -406,14 +415,17 @@ class Namespace:
         for name, files in found:
             if name in children:
                 kept = children[name].files.folder or "."
-                log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
+                if self._said.first_time(f"{name} {files.folder}"):
+                    log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
                 continue
             children[name] = self._bin_node(node, files)
         return dict(sorted(children.items()))
 
-    def bins_seen(self) -> int:
-        """How many bins have been listed so far (for the service status line); O(1)."""
-        return self.bins_listed
+    def status(self) -> str:
+        """Bins listed (in a folder listing so far) and loaded (header and ADC read), counted as
+        the tree changes: the service status line asks every few seconds, in constant time."""
+        indexed = f", {self.index.records} in the index" if self.index is not None else ""
+        return f"{self.bins_listed} bins listed, {self.bins_loaded} loaded{indexed}"
 
     # --- noticing change in the source ------------------------------------------------
     def refresh(self, everything: bool = False) -> list[tuple]:
@@ -423,23 +435,29 @@ class Namespace:
 
         Returns what the kernel must forget: ("inode", ino) and ("entry", parent_ino, name).
         """
-        changes: list[tuple] = []
-        replaced: list[tuple[Node, Bin | None]] = []
-        folders = [n for n in list(self.nodes.values()) if n.kind == DIR and n.children is not None]
-        for node in folders:
-            self._refresh_dir(node, changes, replaced)
-        bins = list(self._models.values()) if everything else list(self._live)
-        for node in bins:
-            files = self.source.stat_bin(node.files)
-            if files == node.files:
-                if time.time_ns() - files.mtime_ns >= LIVE_SECONDS * 10**9:
-                    self._live.discard(node)
-            elif any((files.hdr, files.adc, files.roi)):  # (a bin that is gone goes with its folder)
-                with self._lock:
-                    replaced.append((node, self._replace_files(node, files, changes)))
-        for node, old in replaced:
-            self._changed_entries(node, old, changes)
-        return changes
+        with self._refreshing:
+            changes: list[tuple] = []
+            replaced: list[tuple[Node, Bin | None]] = []
+            folders = [n for n in list(self.nodes.values()) if n.kind == DIR and n.children is not None]
+            for node in folders:
+                self._refresh_dir(node, changes, replaced)
+            bins = list(self._models.values()) if everything else list(self._live)
+            now = time.time()
+            for node in bins:
+                files = self.source.stat_bin(node.files)
+                if files == node.files:
+                    model = node.model
+                    if model is not None and not model.settled and settled(files, now):
+                        with self._lock:  # loaded while growing, now settled: load it as final
+                            replaced.append((node, self._replace_files(node, files, changes)))
+                    elif now - files.mtime_ns / 1e9 >= LIVE_SECONDS:
+                        self._live.discard(node)
+                elif any((files.hdr, files.adc, files.roi)):  # (a bin that is gone goes with its folder)
+                    with self._lock:
+                        replaced.append((node, self._replace_files(node, files, changes)))
+            for node, old in replaced:
+                self._changed_entries(node, old, changes)
+            return changes
 
     def _refresh_dir(self, node: Node, changes: list, replaced: list) -> None:
         stamp = self._flat_stamp if node is self.root and self.options.layout == "flat" else node.mtime_ns
@@ -504,6 +522,8 @@ class Namespace:
         if node.kind == BIN:
             self._unload(node)
             self._live.discard(node)
+            self.bins_listed -= 1
+            self.bins_loaded -= node.listed
         for child in (node.children or {}).values():
             self._drop(child)
 

@@ -236,14 +236,20 @@ for _name in ("setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename
     setattr(Operations, _name, _read_only(_name))
 
 
+async def apply_changes(ops: Operations, everything: bool = False) -> None:
+    """Re-check the source (`everything`: every loaded bin too), apply what changed and make
+    the kernel forget it (in worker threads)."""
+    changes = await trio.to_thread.run_sync(ops.ns.refresh, everything, limiter=ops.limiter)
+    if changes:
+        await trio.to_thread.run_sync(invalidate, changes)
+
+
 async def watch(ops: Operations, interval: float) -> None:
     """Every `interval` seconds, apply changes in the source and make the kernel forget them."""
     while True:
         await trio.sleep(interval)
         try:
-            changes = await trio.to_thread.run_sync(ops.ns.refresh, limiter=ops.limiter)
-            if changes:
-                await trio.to_thread.run_sync(invalidate, changes)
+            await apply_changes(ops)
         except Exception as err:  # a failed re-check must not end the daemon: try again later
             log_bad_bin(log, "refresh", f"re-checking the source failed: {type(err).__name__}: {err}")
 
