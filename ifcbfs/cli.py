@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from . import __version__, service
 from .core.bin import STITCH_MODES
+from .core.mosaic import parse_mosaic
 from .core.source import DataRoot, root_problem
 from .fs.namespace import Namespace, Options
 
@@ -31,6 +32,9 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      layout=mirror|flat   mirror the source folders (default) or put every bin at the root
      stitch=on|off|qc     I-style pairs: stitched (on, default), every ROI as cut (off), or
                           stitched plus stitching/ with each stitch's raw composite and gap mask (qc)
+     mosaic[=WxH@S]       add mosaic/ to each bin folder: pages of W x H pixels (default 800x600)
+                          holding every image scaled by S percent (default 33), and coordinates.csv
+     zip                  add BIN.zip to each bin folder: the bin as the IFCB dashboard zips it
      include_skipped      also show the 'skip' and 'beads' folders
      allow_other          let other users read the mount (modes are enforced)
      uid=N, gid=N         owner shown for every file (default: the mounting user)
@@ -151,6 +155,12 @@ def parse_args(argv: list[str]) -> Config:
             values["stitch"] = value
         elif key == "stitch":
             raise UsageError(f"stitch={value!r}: expected on, off or qc", 2)
+        elif key == "mosaic":
+            values["mosaic"] = _parsed(parse_mosaic, value)
+        elif key == "zip" and sep:
+            raise UsageError(f"zip={value!r}: zip takes no value (write -o zip)", 2)
+        elif key == "zip":
+            values["zip"] = True
         elif key in ("uid", "gid"):
             values[key] = _int_option(key, value)
         elif key == "umask":
@@ -180,6 +190,14 @@ def parse_args(argv: list[str]) -> Config:
             raise UsageError(f"unknown option {opt!r} (see ifcbfs --help)", 2)
     cfg.options = Options(**values)
     return cfg
+
+
+def _parsed(parse, value: str, prefix: str = ""):
+    """`parse(value)`, its ValueError as a one-line usage error."""
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise UsageError(f"{prefix}{err}", 2) from None
 
 
 def _stale(path: str) -> bool:

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 
 from . import __version__
 from .core.bin import STITCH_MODES
+from .core.mosaic import parse_mosaic
 from .core.source import DataRoot, root_problem
 from .progress import Bar
 from .fs.namespace import BIN, FsError, Namespace, Node, Options
@@ -52,6 +53,18 @@ def parse_date(text: str) -> datetime:
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
+def _argument(parse):
+    """A core parser as an argparse type: its ValueError becomes argparse's one-line error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def _jobs(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
@@ -68,6 +81,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--stitch", choices=STITCH_MODES, default="on",
                    help="I-style pairs: stitched (on, default), every ROI as cut (off), or stitched plus a "
                    "stitching/ folder with each stitch's raw composite and gap mask (qc)")
+    p.add_argument("--mosaic", metavar="WxH@S", nargs="?", const="", type=_argument(parse_mosaic),
+                   help="add mosaic/ to each bin folder: pages of W x H pixels (default 800x600) holding "
+                   "every image scaled by S percent (default 33), and coordinates.csv")
+    p.add_argument("--zip", action="store_true", help="add BIN.zip to each bin folder: the bin as the IFCB dashboard zips it")
     p.add_argument("--include-skipped", action="store_true", help="also export the 'skip' and 'beads' folders")
     p.add_argument("--bins", metavar="GLOB", action="append", default=[],
                    help="only bins whose id matches this pattern (fnmatch; may be repeated)")
@@ -164,7 +181,7 @@ def export_bin(path: str, files, folder: str) -> tuple:
                 unchanged += 1
                 continue
             try:
-                _write(dest, ns.content(child), child.mtime_ns)
+                _write(dest, ns.pieces(child), child.mtime_ns)
             except (FsError, OSError) as err:
                 problems.append(str(err))
                 continue
@@ -215,13 +232,15 @@ def _present(path: str) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def _write(path: str, data: bytes, mtime_ns: int) -> None:
-    """Write under a temporary name in the same folder, set the mtime, then rename into place."""
+def _write(path: str, pieces, mtime_ns: int) -> None:
+    """Write the pieces under a temporary name in the same folder, set the mtime, then rename
+    into place."""
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}{TMP_SUFFIX}")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            for piece in pieces:
+                fh.write(piece)
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.replace(tmp, path)
     finally:
@@ -264,7 +283,7 @@ def run(args) -> int:
     """Export; returns the exit status (0, 1 when any file was not exported, 130 when interrupted)."""
     source, dest = os.path.abspath(args.source), os.path.abspath(args.dest)
     check_paths(source, dest)
-    options = Options(layout=args.layout, cache_size=0, stitch=args.stitch)
+    options = Options(layout=args.layout, cache_size=0, stitch=args.stitch, mosaic=args.mosaic, zip=args.zip)
     ns = Namespace(DataRoot(source, args.include_skipped), options)
     report = Report(0)
     folders, bins, report.errors = select_bins(ns, args, report)

@@ -104,13 +104,29 @@ def test_export_with_stitch_qc_equals_rsync_of_the_mount(ifcb_data, tmp_path):
     assert sum(1 for p in qc if p.parts[0] == "synth") > 10
 
 
-def check_same_as_mount(source, tmp_path, layout, umask=0o022, stitch="on") -> set:
+@pytest.mark.mount
+def test_export_with_mosaic_and_zip_equals_rsync_of_the_mount(ifcb_data, tmp_path):
+    check_same_as_mount(ifcb_data / "bins", tmp_path, "flat", mount=("mosaic=400x300@25", "zip"),
+                        export=("--mosaic=400x300@25", "--zip"))
+    out = tmp_path / "export"
+    assert len(list(out.glob("*/*.zip"))) == 7 and len(list(out.glob("*/mosaic/page-*.png"))) >= 7
+    assert len(list(out.glob("*/mosaic/coordinates.csv"))) == 7
+
+
+@pytest.mark.mount
+def test_export_with_the_default_mosaic_equals_rsync_of_the_mount(synth_root, tmp_path):
+    root, ids = synth_root
+    check_same_as_mount(root, tmp_path, "mirror", mount=("mosaic",), export=("--mosaic",))
+    assert len(list((tmp_path / "export").rglob("mosaic/page-001.png"))) == len(ids)
+
+
+def check_same_as_mount(source, tmp_path, layout, umask=0o022, stitch="on", mount=(), export=()) -> set:
     """rsync -a of a mount with `umask` and an export under that process umask: the same
-    trees, modes included. Returns the modes seen."""
-    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"umask={umask:03o}", f"stitch={stitch}") as m:
+    trees, modes included. `mount` and `export` are more options of each. Returns the modes seen."""
+    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"umask={umask:03o}", f"stitch={stitch}", *mount) as m:
         subprocess.run(["rsync", "-a", f"{m.path}/", f"{tmp_path / 'rsync'}/"], check=True)
     with process_umask(umask):
-        code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2, "--stitch", stitch)
+        code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2, "--stitch", stitch, *export)
     assert code == 0
     subprocess.run(["diff", "-r", tmp_path / "rsync", tmp_path / "export"], check=True)
     want, got = stat_tree(tmp_path / "rsync"), stat_tree(tmp_path / "export")
@@ -266,6 +282,9 @@ def test_bad_paths_and_options_are_one_line_errors(small, tmp_path, capsys):
         ([root, tmp_path / "out", "--until", "2024-02-30"], 2, "--until"),
         ([root, tmp_path / "out", "--layout", "tree"], 2, "--layout"),
         ([root, tmp_path / "out", "--stitch", "maybe"], 2, "--stitch"),
+        ([root, tmp_path / "out", "--mosaic=800x0"], 2, "--mosaic"),
+        ([root, tmp_path / "out", "--mosaic", "big"], 2, "--mosaic"),
+        ([root, tmp_path / "out", "--zip=yes"], 2, "--zip"),
         ([root, tmp_path / "out", "--jobs", "0"], 2, "--jobs"),
         ([root, "/proc/ifcbfs-export-test"], 1, "cannot create destination"),
         ([root], 2, "required"),
