@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from . import __version__, service
 from .core.bin import STITCH_MODES
+from .core.binfilter import BinFilter, parse_date, parse_instruments
 from .core.mosaic import parse_mosaic
 from .core.source import DataRoot, root_problem
 from .fs.namespace import Namespace, Options
@@ -35,6 +36,9 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      mosaic[=WxH@S]       add mosaic/ to each bin folder: pages of W x H pixels (default 800x600)
                           holding every image scaled by S percent (default 33), and coordinates.csv
      zip                  add BIN.zip to each bin folder: the bin as the IFCB dashboard zips it
+     since=DATE           only bins sampled at or after DATE (UTC: 2024-06-01, 2024-06-01T12:00:00Z)
+     until=DATE           only bins sampled before DATE (UTC)
+     instrument=N[:N...]  only bins of these instruments, e.g. instrument=5:124
      include_skipped      also show the 'skip' and 'beads' folders
      allow_other          let other users read the mount (modes are enforced)
      uid=N, gid=N         owner shown for every file (default: the mounting user)
@@ -78,6 +82,7 @@ class Config:
     poll: float = 2.0
     workers: int = 0
     index: str = ""  # the index file; "" for the default place, "off" for none
+    bin_filter: BinFilter = field(default_factory=BinFilter)  # which bins the tree shows
 
 
 def parse_size(text: str) -> int:
@@ -143,6 +148,7 @@ def parse_args(argv: list[str]) -> Config:
         raise UsageError("expected SOURCE and MOUNTPOINT (see ifcbfs --help)", 2)
     cfg = Config(os.path.abspath(positional[0]), os.path.abspath(positional[1]), foreground, debug)
     values = {"uid": os.getuid(), "gid": os.getgid(), "layout": "mirror", "cache_size": 256 << 20}
+    window: dict = {}
     for opt in opts:
         key, sep, value = opt.partition("=")
         if key in _IGNORED:
@@ -161,6 +167,10 @@ def parse_args(argv: list[str]) -> Config:
             raise UsageError(f"zip={value!r}: zip takes no value (write -o zip)", 2)
         elif key == "zip":
             values["zip"] = True
+        elif key in ("since", "until"):
+            window[key] = _parsed(parse_date, value, f"{key}: ")
+        elif key == "instrument":
+            window["instruments"] = _parsed(parse_instruments, value, "instrument: ")
         elif key in ("uid", "gid"):
             values[key] = _int_option(key, value)
         elif key == "umask":
@@ -189,6 +199,7 @@ def parse_args(argv: list[str]) -> Config:
         else:
             raise UsageError(f"unknown option {opt!r} (see ifcbfs --help)", 2)
     cfg.options = Options(**values)
+    cfg.bin_filter = _parsed(lambda _: BinFilter(**window), "")
     return cfg
 
 
@@ -261,7 +272,7 @@ def serve(cfg: Config, on_ready) -> int:
 
     from .fs.ops import Operations, invalidate, watch
 
-    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped), cfg.options, open_index(cfg))
+    ns = Namespace(DataRoot(cfg.source, cfg.include_skipped, cfg.bin_filter), cfg.options, open_index(cfg))
     ops = Operations(ns, workers=cfg.workers or os.cpu_count() or 2, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))

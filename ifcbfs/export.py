@@ -8,7 +8,6 @@ already match at DEST is left alone, so a second run only writes what changed in
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import logging
 import multiprocessing
 import os
@@ -17,10 +16,10 @@ import stat
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from datetime import datetime, timezone
 
 from . import __version__
 from .core.bin import STITCH_MODES
+from .core.binfilter import BinFilter, parse_date, parse_instruments
 from .core.mosaic import parse_mosaic
 from .core.source import DataRoot, root_problem
 from .progress import Bar
@@ -41,16 +40,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{message} (see {PROG} --help)", 2)
-
-
-def parse_date(text: str) -> datetime:
-    """`2024-06-01`, `2024-06-01T12:00`, `2024-06-01T12:00:00Z` (or with an offset) as UTC."""
-    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text  # Python < 3.11 wants the offset
-    try:
-        when = datetime.fromisoformat(iso)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected like 2024-06-01 or 2024-06-01T12:00:00Z)")
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
 def _argument(parse):
@@ -88,10 +77,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-skipped", action="store_true", help="also export the 'skip' and 'beads' folders")
     p.add_argument("--bins", metavar="GLOB", action="append", default=[],
                    help="only bins whose id matches this pattern (fnmatch; may be repeated)")
-    p.add_argument("--since", metavar="DATE", type=parse_date, help="only bins sampled at or after DATE (UTC)")
-    p.add_argument("--until", metavar="DATE", type=parse_date, help="only bins sampled before DATE (UTC)")
-    p.add_argument("--instrument", metavar="N", type=int, action="append", default=[],
-                   help="only bins of instrument N (may be repeated)")
+    p.add_argument("--since", metavar="DATE", type=_argument(parse_date),
+                   help="only bins sampled at or after DATE (UTC: 2024-06-01 or 2024-06-01T12:00:00Z)")
+    p.add_argument("--until", metavar="DATE", type=_argument(parse_date), help="only bins sampled before DATE (UTC)")
+    p.add_argument("--instrument", metavar="N[:N...]", type=_argument(parse_instruments), action="append", default=[],
+                   help="only bins of these instruments (may be repeated)")
     p.add_argument("-j", "--jobs", metavar="N", type=_jobs, default=len(os.sched_getaffinity(0)) or 1,
                    help="processes writing bins (default: the cores this process may use)")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -118,8 +108,17 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
-def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], int]:
-    """Walk the tree without loading bins: (folders on the way to a selected bin, selected bins, errors)."""
+def bin_filter(args) -> BinFilter:
+    """The bins --since, --until, --instrument and --bins select (as the mount's filter options)."""
+    try:
+        return BinFilter(args.since, args.until, frozenset().union(*args.instrument), tuple(args.bins))
+    except ValueError as err:
+        raise UsageError(f"{err} (see {PROG} --help)", 2) from None
+
+
+def select_bins(ns: Namespace, report) -> tuple[list[Node], list[Node], int]:
+    """Walk the tree (the filter's bins only) without loading bins: (folders on the way to a bin,
+    the bins, errors)."""
     folders, bins, errors = [], [], 0
 
     def visit(node: Node) -> bool:
@@ -130,7 +129,7 @@ def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], in
             report.log(f"{node.path or '.'}: {err}")
             errors += 1
             return False
-        picked = [c for c in children.values() if c.kind == BIN and wanted(c.files.bin_id, args)]
+        picked = [c for c in children.values() if c.kind == BIN]
         bins.extend(picked)
         used = [c for c in children.values() if c.kind != BIN and visit(c)] or picked
         if used:
@@ -139,14 +138,6 @@ def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], in
 
     visit(ns.root)
     return folders, bins, errors
-
-
-def wanted(bin_id, args) -> bool:
-    """Whether a bin passes --bins, --since, --until and --instrument."""
-    return ((not args.bins or any(fnmatch.fnmatchcase(bin_id.text, g) for g in args.bins))
-            and (args.since is None or bin_id.timestamp >= args.since)
-            and (args.until is None or bin_id.timestamp < args.until)
-            and (not args.instrument or bin_id.instrument in args.instrument))
 
 
 # --- the worker side -------------------------------------------------------------------------
@@ -282,11 +273,12 @@ class Report:
 def run(args) -> int:
     """Export; returns the exit status (0, 1 when any file was not exported, 130 when interrupted)."""
     source, dest = os.path.abspath(args.source), os.path.abspath(args.dest)
+    selected = bin_filter(args)
     check_paths(source, dest)
     options = Options(layout=args.layout, cache_size=0, stitch=args.stitch, mosaic=args.mosaic, zip=args.zip)
-    ns = Namespace(DataRoot(source, args.include_skipped), options)
+    ns = Namespace(DataRoot(source, args.include_skipped, selected), options)
     report = Report(0)
-    folders, bins, report.errors = select_bins(ns, args, report)
+    folders, bins, report.errors = select_bins(ns, report)
     report.bar.total = len(bins)
     target = lambda node: os.path.join(dest, *node.path.split("/")) if node.path else dest  # noqa: E731
     ctx = multiprocessing.get_context()

@@ -22,9 +22,10 @@ usage: ifcbfs index SOURCE [-o OPT[,OPT...]]
 
 List every bin under SOURCE once and keep what listing needs in the index that
 'ifcbfs SOURCE MOUNTPOINT' uses, so the mount lists without parsing.
-  -o stitch=on|off|qc, mosaic[=WxH@S], zip, include_skipped, index=PATH: as for
-     the mount (the index is only used by mounts with the same stitch, mosaic and
-     zip options)
+  -o stitch=on|off|qc, mosaic[=WxH@S], zip, include_skipped, index=PATH,
+     since=DATE, until=DATE, instrument=N[:N...]: as for the mount (the index is
+     only used by mounts with the same stitch, mosaic and zip options; the
+     filters choose which bins are listed)
 """
 
 
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> int:
     if not index.usable:
         return 1
     try:
-        root = DataRoot(cfg.source, cfg.include_skipped)
+        root = DataRoot(cfg.source, cfg.include_skipped, cfg.bin_filter)
         return build(Namespace(root, _quiet(cfg.options), index), index)
     except KeyboardInterrupt:
         index.close()

@@ -69,8 +69,8 @@ def test_mosaic_and_zip():
 
 
 def test_help_and_version(capsys):
-    assert cli.main(["--help"]) == 0 and {"layout=mirror|flat", "stitch=on|off|qc", "mosaic[=WxH@S]",
-                                          "zip"} <= set(capsys.readouterr().out.split())
+    assert cli.main(["--help"]) == 0 and {"layout=mirror|flat", "stitch=on|off|qc", "mosaic[=WxH@S]", "zip", "since=DATE",
+                                          "until=DATE", "instrument=N[:N...]"} <= set(capsys.readouterr().out.split())
     assert cli.main(["--version"]) == 0 and capsys.readouterr().out.startswith("ifcbfs ")
     assert cli.main(["only-one"]) == 2 and "ifcbfs:" in capsys.readouterr().err
 
