@@ -24,7 +24,7 @@ from .core.source import BinFiles
 
 log = logging.getLogger("ifcbfs")
 
-FORMAT = 3  # bumped whenever what a record holds changes
+FORMAT = 4  # bumped whenever what a record holds changes
 QUEUE_SIZE = 4096
 BATCH = 256
 

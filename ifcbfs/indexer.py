@@ -5,6 +5,7 @@ remount), with a progress bar on a terminal. Safe to run while the source is mou
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -21,8 +22,10 @@ usage: ifcbfs index SOURCE [-o OPT[,OPT...]]
 
 List every bin under SOURCE once and keep what listing needs in the index that
 'ifcbfs SOURCE MOUNTPOINT' uses, so the mount lists without parsing.
-  -o stitch=on|off|qc, include_skipped, index=PATH: as for the mount (the index
-     is only used by mounts with the same stitch option)
+  -o stitch=on|off|qc, mosaic[=WxH@S], zip, include_skipped, index=PATH,
+     since=DATE, until=DATE, instrument=N[:N...]: as for the mount (the index is
+     only used by mounts with the same stitch, mosaic and zip options; the
+     filters choose which bins are listed)
 """
 
 
@@ -49,7 +52,8 @@ def main(argv: list[str]) -> int:
     if not index.usable:
         return 1
     try:
-        return build(Namespace(DataRoot(cfg.source, cfg.include_skipped), _quiet(cfg.options), index), index)
+        root = DataRoot(cfg.source, cfg.include_skipped, bin_filter=cfg.bin_filter)
+        return build(Namespace(root, _quiet(cfg.options), index), index)
     except KeyboardInterrupt:
         index.close()
         print("\nifcbfs index: interrupted; what was listed so far is kept", file=sys.stderr)
@@ -57,7 +61,8 @@ def main(argv: list[str]) -> int:
 
 
 def _quiet(options: Options) -> Options:
-    return Options(layout=options.layout, stitch=options.stitch, cache_size=0, bin_cache=0)
+    """The mount's options (those that shape a bin folder among them), keeping nothing in memory."""
+    return dataclasses.replace(options, cache_size=0, bin_cache=0)
 
 
 def build(ns: Namespace, index: Index, stream=None) -> int:
