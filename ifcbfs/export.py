@@ -8,20 +8,24 @@ already match at DEST is left alone, so a second run only writes what changed in
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import logging
 import multiprocessing
 import os
 import signal
+import stat
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
-from datetime import datetime, timezone
 
 from . import __version__
+from .core.bin import STITCH_MODES
+from .core.binfilter import BinFilter, parse_date, parse_instruments
+from .core.local import within
+from .core.mosaic import parse_mosaic
 from .core import s3
 from .core.source import DataRoot, open_source, root_problem
+from .progress import Bar
 from .fs.namespace import BIN, FsError, Namespace, Node, Options
 
 PROG = "ifcbfs-export"
@@ -41,14 +45,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {PROG} --help)", 2)
 
 
-def parse_date(text: str) -> datetime:
-    """`2024-06-01`, `2024-06-01T12:00`, `2024-06-01T12:00:00Z` (or with an offset) as UTC."""
-    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text  # Python < 3.11 wants the offset
-    try:
-        when = datetime.fromisoformat(iso)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected like 2024-06-01 or 2024-06-01T12:00:00Z)")
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+def _argument(parse):
+    """A core parser as an argparse type: its ValueError becomes argparse's one-line error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def _jobs(text: str) -> int:
@@ -65,16 +71,24 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", metavar="DEST", help="folder to write into (created if missing)")
     p.add_argument("--layout", choices=("mirror", "flat"), default="mirror",
                    help="mirror the source folders (default) or put every bin folder at the top")
+    p.add_argument("--stitch", choices=STITCH_MODES, default="on",
+                   help="I-style pairs: stitched (on, default), every ROI as cut (off), or stitched plus a "
+                   "stitching/ folder with each stitch's raw composite and gap mask (qc)")
+    p.add_argument("--mosaic", metavar="WxH@S", nargs="?", const="", type=_argument(parse_mosaic),
+                   help="add mosaic/ to each bin folder: pages of W x H pixels (default 800x600) holding "
+                   "every image scaled by S percent (default 33), and coordinates.csv")
+    p.add_argument("--zip", action="store_true", help="add BIN.zip to each bin folder: the bin as the IFCB dashboard zips it")
     p.add_argument("--include-skipped", action="store_true", help="also export the 'skip' and 'beads' folders")
     p.add_argument("--bins", metavar="GLOB", action="append", default=[],
                    help="only bins whose id matches this pattern (fnmatch; may be repeated)")
-    p.add_argument("--since", metavar="DATE", type=parse_date, help="only bins sampled at or after DATE (UTC)")
-    p.add_argument("--until", metavar="DATE", type=parse_date, help="only bins sampled before DATE (UTC)")
-    p.add_argument("--instrument", metavar="N", type=int, action="append", default=[],
-                   help="only bins of instrument N (may be repeated)")
-    p.add_argument("--endpoint", metavar="URL", type=_checked(s3.check_endpoint),
+    p.add_argument("--since", metavar="DATE", type=_argument(parse_date),
+                   help="only bins sampled at or after DATE (UTC: 2024-06-01 or 2024-06-01T12:00:00Z)")
+    p.add_argument("--until", metavar="DATE", type=_argument(parse_date), help="only bins sampled before DATE (UTC)")
+    p.add_argument("--instrument", metavar="N[:N...]", type=_argument(parse_instruments), action="append", default=[],
+                   help="only bins of these instruments (may be repeated)")
+    p.add_argument("--endpoint", metavar="URL", type=_argument(s3.check_endpoint),
                    help="s3:// only: the S3-compatible service (default: AWS, or $AWS_ENDPOINT_URL)")
-    p.add_argument("--region", metavar="NAME", type=_checked(s3.check_region),
+    p.add_argument("--region", metavar="NAME", type=_argument(s3.check_region),
                    help="s3:// only: its region (default: the AWS configuration's)")
     p.add_argument("-j", "--jobs", metavar="N", type=_jobs, default=len(os.sched_getaffinity(0)) or 1,
                    help="processes writing bins (default: the cores this process may use)")
@@ -82,25 +96,15 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _checked(check):
-    """An argparse type that runs one of s3's checks, its message becoming the usage error."""
-    def convert(text: str) -> str:
-        try:
-            return check(text)
-        except s3.S3UrlError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-    return convert
-
-
 def source_options(args) -> dict:
-    """What open_source needs besides SOURCE; endpoint and region make sense for s3:// only."""
+    """What open_source needs besides SOURCE; --endpoint and --region are for s3:// only."""
     if not s3.is_url(args.source):
         if args.endpoint or args.region:
             raise UsageError("--endpoint and --region apply to s3://BUCKET[/PREFIX] sources only", 2)
         return {}
     try:
         s3.parse_url(args.source)
-    except s3.S3UrlError as err:
+    except ValueError as err:
         raise UsageError(str(err), 2) from None
     return {"endpoint": args.endpoint, "region": args.region, "threads": 1}
 
@@ -110,7 +114,7 @@ def check_paths(source: str, dest: str, options: dict | None = None) -> None:
     problem = root_problem(source, options)
     if problem:
         raise UsageError(problem)
-    if _inside(dest, source):
+    if not s3.is_url(source) and within(dest, source):
         raise UsageError(f"destination {dest} is inside the source {source}: choose a folder outside it")
     try:
         os.makedirs(dest, exist_ok=True)
@@ -120,15 +124,17 @@ def check_paths(source: str, dest: str, options: dict | None = None) -> None:
         raise UsageError(f"destination {dest} cannot be written (permission denied)")
 
 
-def _inside(path: str, folder: str) -> bool:
-    if s3.is_url(folder):
-        return False  # an object store holds no local folder
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+def bin_filter(args) -> BinFilter:
+    """The bins --since, --until, --instrument and --bins select (as the mount's filter options)."""
+    try:
+        return BinFilter(args.since, args.until, frozenset().union(*args.instrument), tuple(args.bins))
+    except ValueError as err:
+        raise UsageError(f"{err} (see {PROG} --help)", 2) from None
 
 
-def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], int]:
-    """Walk the tree without loading bins: (folders on the way to a selected bin, selected bins, errors)."""
+def select_bins(ns: Namespace, report) -> tuple[list[Node], list[Node], int]:
+    """Walk the tree (the filter's bins only) without loading bins: (folders on the way to a bin,
+    the bins, errors)."""
     folders, bins, errors = [], [], 0
 
     def visit(node: Node) -> bool:
@@ -139,7 +145,7 @@ def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], in
             report.log(f"{node.path or '.'}: {err}")
             errors += 1
             return False
-        picked = [c for c in children.values() if c.kind == BIN and wanted(c.files.bin_id, args)]
+        picked = [c for c in children.values() if c.kind == BIN]
         bins.extend(picked)
         used = [c for c in children.values() if c.kind != BIN and visit(c)] or picked
         if used:
@@ -148,14 +154,6 @@ def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], in
 
     visit(ns.root)
     return folders, bins, errors
-
-
-def wanted(bin_id, args) -> bool:
-    """Whether a bin passes --bins, --since, --until and --instrument."""
-    return ((not args.bins or any(fnmatch.fnmatchcase(bin_id.text, g) for g in args.bins))
-            and (args.since is None or bin_id.timestamp >= args.since)
-            and (args.until is None or bin_id.timestamp < args.until)
-            and (not args.instrument or bin_id.instrument in args.instrument))
 
 
 # --- the worker side -------------------------------------------------------------------------
@@ -171,7 +169,7 @@ def _init_worker(source: str, source_opts: dict, include_skipped: bool, options:
     _worker.update(ns=Namespace(root, options), stop=stop)
 
 
-def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
+def export_bin(path: str, files, folder: str) -> tuple:
     """Write one bin's files into `folder`: (written, unchanged, errors, images, message, finished)."""
     ns, stop = _worker["ns"], _worker["stop"]
     written = unchanged = images = 0
@@ -180,33 +178,30 @@ def export_bin(path: str, files, mtime_ns: int, folder: str) -> tuple:
         return 0, 0, 0, 0, None, False
     node = None
     try:
-        if _inside(folder, ns.source.root):
+        if not ns.source.source.remote and within(folder, ns.source.root):
             raise OSError(f"{folder} leads into the source: not written")
         node = ns.load_bin(path, replace(files, source=ns.source.source))  # this process's connections
-        os.makedirs(folder, exist_ok=True)
-        present = _scan_dest(folder)
-        for child in node.children.values():
+        for child, dest in _files_of(ns, node, folder):
             if stop.is_set():
                 return written, unchanged, len(problems), images, _summary(path, problems), False
-            st = present.get(child.name)
+            st = _present(dest)
             if st is not None and st.st_size == child.size and st.st_mtime_ns == child.mtime_ns:
                 unchanged += 1
                 continue
             try:
-                _write(os.path.join(folder, child.name), ns.read(child.ino), child.mtime_ns)
+                _write(dest, ns.pieces(child), child.mtime_ns)
             except (FsError, OSError) as err:
                 problems.append(str(err))
                 continue
             written += 1
             images += child.name.endswith(".png")
-        os.utime(folder, ns=(mtime_ns, mtime_ns))
     except (FsError, OSError) as err:
         problems.append(str(err))
     except Exception as err:  # a bin must never stop the export
         problems.append(f"{type(err).__name__}: {err}")
     finally:
         if node is not None:
-            ns.forget(node)
+            ns.release(node)
     return written, unchanged, len(problems), images, _summary(path, problems), True
 
 
@@ -215,25 +210,45 @@ def _summary(path: str, problems: list[str]) -> str | None:
     return f"{path}: {many}: {problems[0]}" if problems else None
 
 
-def _scan_dest(folder: str) -> dict:
-    """Regular files already in a bin folder by name; temporaries a killed run left are removed."""
-    present = {}
+def _files_of(ns: Namespace, node: Node, folder: str):
+    """(file node, its path at DEST) for every file of a bin folder and of the folders inside it
+    (`stitching/`), each folder created first and given its mtime once its files are written."""
+    os.makedirs(folder, exist_ok=True)
+    _clear_temporaries(folder)
+    for child in ns.listing(node.ino):
+        if child.is_dir:
+            yield from _files_of(ns, child, os.path.join(folder, child.name))
+        else:
+            yield child, os.path.join(folder, child.name)
+    os.utime(folder, ns=(node.mtime_ns, node.mtime_ns))
+
+
+def _clear_temporaries(folder: str) -> None:
+    """Remove the temporaries a killed run left in a folder."""
     with os.scandir(folder) as it:
         for entry in it:
             if entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX):
                 os.unlink(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                present[entry.name] = entry.stat(follow_symlinks=False)
-    return present
 
 
-def _write(path: str, data: bytes, mtime_ns: int) -> None:
-    """Write under a temporary name in the same folder, set the mtime, then rename into place."""
+def _present(path: str) -> os.stat_result | None:
+    """The stat of a regular file already at `path`, else None."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _write(path: str, pieces, mtime_ns: int) -> None:
+    """Write the pieces under a temporary name in the same folder, set the mtime, then rename
+    into place."""
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}{TMP_SUFFIX}")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            for piece in pieces:
+                fh.write(piece)
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.replace(tmp, path)
     finally:
@@ -243,14 +258,12 @@ def _write(path: str, data: bytes, mtime_ns: int) -> None:
 
 # --- the main process ------------------------------------------------------------------------
 class Report:
-    """Counts, the in-place progress bar (stderr a terminal) and log lines that do not break it."""
+    """Counts, the progress bar and log lines that do not break it."""
 
     def __init__(self, total: int, stream=None):
-        self.total, self.stream = total, stream or sys.stderr
-        self.bar = self.stream.isatty()
-        self.start = time.monotonic()
+        self.bar = Bar(total, stream)
+        self.stream = self.bar.stream
         self.bins = self.written = self.unchanged = self.errors = self.images = 0
-        self.shown = 0.0
 
     def add(self, written, unchanged, errors, images, message, finished) -> None:
         self.written, self.unchanged, self.errors = self.written + written, self.unchanged + unchanged, self.errors + errors
@@ -259,27 +272,16 @@ class Report:
             self.log(message)
 
     def log(self, message: str) -> None:
-        self._clear()
+        self.bar.clear()
         print(f"{PROG}: {message}", file=self.stream, flush=True)
 
-    def _clear(self) -> None:
-        self.stream.write("\r\033[K" if self.bar and self.shown else "")
-
     def progress(self) -> None:
-        now = time.monotonic()
-        if not self.bar or now - self.shown < 0.2:
-            return
-        self.shown, elapsed = now, now - self.start
-        left = round(elapsed * (self.total - self.bins) / self.bins) if self.bins else None
-        eta = f"{left // 60}:{left % 60:02d}" if left is not None else "--:--"
-        fill = 24 * self.bins // max(self.total, 1)
-        self.stream.write(f"\r\033[K[{'#' * fill}{'.' * (24 - fill)}] {self.written + self.unchanged} files, "
-                          f"{self.bins}/{self.total} bins, {self.images / elapsed:.0f} images/s, ETA {eta}")
-        self.stream.flush()
+        self.bar.show(self.bins, f"{self.written + self.unchanged} files, {self.bins}/{self.bar.total} bins, "
+                      f"{self.images / self.bar.elapsed():.0f} images/s")
 
     def done(self) -> None:
-        self._clear()
-        elapsed = time.monotonic() - self.start
+        self.bar.clear()
+        elapsed = self.bar.elapsed()
         print(f"exported {self.bins} bins: {self.written} files written, {self.unchanged} unchanged, "
               f"{self.errors} errors in {elapsed:.1f} s ({self.images / elapsed:.0f} images/s)",
               file=self.stream, flush=True)
@@ -289,12 +291,14 @@ def run(args) -> int:
     """Export; returns the exit status (0, 1 when any file was not exported, 130 when interrupted)."""
     source = args.source if s3.is_url(args.source) else os.path.abspath(args.source)
     dest, source_opts = os.path.abspath(args.dest), source_options(args)
+    selected = bin_filter(args)
     check_paths(source, dest, source_opts)
-    options = Options(layout=args.layout, cache_size=0)
-    ns = Namespace(DataRoot(open_source(source, options=source_opts), args.include_skipped), options)
+    options = Options(layout=args.layout, cache_size=0, stitch=args.stitch, mosaic=args.mosaic, zip=args.zip)
+    root = DataRoot(open_source(source, options=source_opts), args.include_skipped, bin_filter=selected)
+    ns = Namespace(root, options)
     report = Report(0)
-    folders, bins, report.errors = select_bins(ns, args, report)
-    report.total = len(bins)
+    folders, bins, report.errors = select_bins(ns, report)
+    report.bar.total = len(bins)
     target = lambda node: os.path.join(dest, *node.path.split("/")) if node.path else dest  # noqa: E731
     ctx = multiprocessing.get_context()
     stop = ctx.Event()
@@ -303,7 +307,7 @@ def run(args) -> int:
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(source, source_opts, args.include_skipped, options, stop)) as pool:
         try:
             for b in bins:
-                pending[pool.submit(export_bin, b.path, b.files, b.mtime_ns, target(b))] = b.path
+                pending[pool.submit(export_bin, b.path, b.files, target(b))] = b.path
             while pending:
                 done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -318,9 +322,9 @@ def run(args) -> int:
                         report.add(*_outcome(future, path))
             finally:
                 signal.signal(signal.SIGINT, previous)
-            report._clear()
-            print(f"interrupted: {report.written} files written, {report.total - report.bins} of "
-                  f"{report.total} bins left", file=report.stream, flush=True)
+            report.bar.clear()
+            print(f"interrupted: {report.written} files written, {report.bar.total - report.bins} of "
+                  f"{report.bar.total} bins left", file=report.stream, flush=True)
             return 130
     for node in sorted(folders, key=lambda n: n.path.count("/") + bool(n.path), reverse=True):
         try:  # deepest first: setting a folder's mtime does not change its parent's

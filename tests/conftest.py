@@ -4,8 +4,23 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Every run draws its own examples and none is replayed from a saved database, so a run's
+# result never depends on what an earlier run on this machine happened to find.
+settings.register_profile("ifcbfs", database=None)
+settings.load_profile("ifcbfs")
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "ifcb-data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def state_home(tmp_path_factory) -> Path:
+    """A private $XDG_STATE_HOME: daemons the tests start in the background without syslog
+    write their default log file there, never into the home folder."""
+    path = tmp_path_factory.mktemp("state")
+    os.environ["XDG_STATE_HOME"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +36,13 @@ def ifcb_data() -> Path:
 def expected(ifcb_data) -> dict:
     """expected.json: images, stitched pairs and header properties of every real bin."""
     return json.loads((ifcb_data / "expected.json").read_text())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fresh_cache_home(tmp_path_factory):
+    """Indexes go to a folder of this run: no test sees what an earlier run left behind."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+    os.environ.pop("CACHE_DIRECTORY", None)
 
 
 @pytest.fixture(scope="session")

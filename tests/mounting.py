@@ -35,7 +35,8 @@ class Mount:
     """An ifcbfs process in the foreground (-f) serving `source` (a folder or an s3:// URL) at
     `mountpoint`, with `env` as its environment when given."""
 
-    def __init__(self, source, mountpoint, *options: str, log: Path | None = None, env: dict | None = None):
+    def __init__(self, source, mountpoint, *options: str, log: Path | None = None, command: list[str] = IFCBFS,
+                 env: dict | None = None):
         require_fuse()
         self.source = source if str(source).startswith("s3://") else Path(source)
         self.path = Path(mountpoint)
@@ -43,7 +44,7 @@ class Mount:
         self.log = log or self.path.with_name(self.path.name + ".log")
         args = [str(self.source), str(self.path), "-f"] + (["-o", ",".join(options)] if options else [])
         self.errors = open(self.log, "ab")
-        self.proc = subprocess.Popen(IFCBFS + args, stdin=subprocess.DEVNULL, stdout=self.errors, stderr=self.errors,
+        self.proc = subprocess.Popen(command + args, stdin=subprocess.DEVNULL, stdout=self.errors, stderr=self.errors,
                                      env=env)
         deadline = time.monotonic() + 20
         while not os.path.ismount(self.path):

@@ -127,6 +127,22 @@ def test_lines_that_do_not_parse_are_skipped_never_fatal():
     assert adc.skipped == 6 and adc.n_triggers == 3
 
 
+def test_a_trigger_of_more_digits_than_python_converts_is_a_skipped_line():
+    adc = parse_adc(("9" * 5000 + "," + v2(1, 1, 1, 1, 1, 0)[2:] + "\n" + v2(2, 1, 1, 1, 1, 0) + "\n").encode(), "v2")
+    assert adc.n_triggers == 1 and adc.skipped == 1 and [r.trigger for r in adc.rois] == [2]
+
+
+def test_columns_of_the_rows_or_none_when_a_line_is_short():
+    lines = [v1(1, 1, 2, 3, 4, 0), "2,0.5,0.25", "garbage", v1(3, 5, 6, 7, 8, 12, trailing=False)]
+    adc = parse_adc(("\r\n".join(lines) + "\r\n").encode(), "v1")
+    assert adc.columns(0) == [["1", "2", "3"]] and adc.columns(0, 1) == [["1", "2", "3"], ["0.12345", "0.5", "0.12345"]]
+    assert adc.columns(7, 0) is None                  # line 2 has no field 7
+    full = parse_adc((v1(1, 1, 2, 3, 4, 0) + "\n" + v1(3, 5, 6, 7, 8, 12, trailing=False) + "\n").encode(), "v1")
+    assert full.columns(8, 7, 0) == [["0.0625", "0.0625"], ["0.5", "0.5"], ["1", "3"]]
+    assert full.columns(14) == [["0", "0"]] and full.columns(15) is None   # a trailing comma is no field
+    assert parse_adc(b"", "v2").columns(1, 23) == [[], []]
+
+
 def test_nonnegative_coordinates_are_not_required():
     # x and y only place a ROI on the camera frame; the SPEC asks only that they are integers
     adc = parse_adc((v2(1, -3, -4, 5, 6, 0) + "\n").encode(), "v2")
@@ -159,6 +175,29 @@ def test_unterminated_last_line_cut_before_the_field_after_the_start_byte(schema
 def test_unterminated_complete_last_line_counts():
     data = (v1(1, 1, 2, 3, 4, 0) + "\n" + v1(2, 5, 6, 7, 8, 12)).encode()
     assert [r.target for r in parse_adc(data, "v1").rois] == [1, 2]
+
+
+@pytest.mark.parametrize("schema, line", [("v1", v1), ("v2", v2)])
+def test_once_final_an_unterminated_last_line_gets_its_row(schema, line):
+    """A bin that has settled will never get the newline: its last line is a line like any other."""
+    head = line(1, 1, 2, 3, 4, 0) + "\n"
+    whole = (head + line(2, 5, 6, 7, 8, 12)).encode()
+    growing, final = parse_adc(whole, schema), parse_adc(whole, schema, final=True)
+    assert growing.unfinished and not final.unfinished
+    assert (growing.n_triggers, final.n_triggers) == (1, 2)
+    assert final.csv == parse_adc(whole + b"\n", schema).csv
+    assert final.rois == growing.rois and [r.target for r in final.rois] == [1, 2]
+    # a last line cut before the field after the start byte gets its row, never an image
+    # (its start byte may be cut short)
+    after_start = {"v1": 14, "v2": 18}[schema]
+    cut = (head + ",".join(line(2, 10, 20, 30, 40, 1200).split(",")[:after_start])[:-2]).encode()
+    adc = parse_adc(cut, schema, final=True)
+    assert adc.n_triggers == 2 and [r.target for r in adc.rois] == [1] and adc.skipped == 0
+    assert parse_adc(cut, schema).unfinished
+    # a file that ends with its newline is the same either way, and never unfinished
+    done = whole + b"\n"
+    assert parse_adc(done, schema) == parse_adc(done, schema, final=True)
+    assert not parse_adc(done, schema).unfinished and not parse_adc(b"", schema).unfinished
 
 
 def test_empty_and_blank_files():
@@ -202,22 +241,31 @@ FIELD = st.one_of(st.integers(-5, 70).map(str), st.sampled_from(["", " ", "1.5",
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=600), schema=st.sampled_from(["v1", "v2"]))
-def test_arbitrary_bytes_only_give_documented_outcomes(data, schema):
-    adc = parse_adc(data, schema)    # never raises
+@given(data=st.binary(max_size=600), schema=st.sampled_from(["v1", "v2"]), final=st.booleans())
+def test_arbitrary_bytes_only_give_documented_outcomes(data, schema, final):
+    adc = parse_adc(data, schema, final)    # never raises
     check_adc(adc, data, schema)
-    assert parse_adc(data.replace(b"\n", b"\r\n"), schema) == adc
+    assert parse_adc(data.replace(b"\n", b"\r\n"), schema, final) == adc
 
 
 @settings(max_examples=300, deadline=None)
 @given(lines=st.lists(st.lists(FIELD, min_size=1, max_size=26), max_size=12),
-       schema=st.sampled_from(["v1", "v2"]), eol=st.sampled_from(["\n", "\r\n"]), final=st.booleans())
-def test_structured_lines_only_give_documented_outcomes(lines, schema, eol, final):
-    data = (eol.join(",".join(fields) for fields in lines) + (eol if final else "")).encode()
-    adc = parse_adc(data, schema)
+       schema=st.sampled_from(["v1", "v2"]), eol=st.sampled_from(["\n", "\r\n"]), ended=st.booleans(),
+       final=st.booleans())
+def test_structured_lines_only_give_documented_outcomes(lines, schema, eol, ended, final):
+    data = (eol.join(",".join(fields) for fields in lines) + (eol if ended else "")).encode()
+    adc = parse_adc(data, schema, final)
     check_adc(adc, data, schema)
+    if final:  # settled: the rows are those of the same file with its last newline
+        assert adc.rows == parse_adc(data + eol.encode(), schema).rows
     ix = {"v1": 9, "v2": 13}[schema]
     for r in adc.rois:   # every image record is its line's fields, as the SPEC places them
         fields = [f.strip() for f in lines[r.target - 1]]
         assert [int(f) for f in fields[ix:ix + 5]] == [r.x, r.y, r.width, r.height, r.start]
         assert int(fields[0]) == r.trigger
+
+
+def test_hypothesis_replays_no_saved_example():
+    """A run never fails because of an example an earlier run saved (tests/conftest.py)."""
+    assert settings.default.database is None
+    assert settings(max_examples=5).database is None

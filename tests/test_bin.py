@@ -10,6 +10,7 @@ import ifcbfs.core.bin as bin_mod
 import ifcbfs.core.roi as roi_mod
 from ifcbfs.core.bin import Bin
 from ifcbfs.core.errors import BinError, ImageMissing
+from ifcbfs.core.metrics import KEYS
 from ifcbfs.core.png import png_size
 from ifcbfs.core.source import DataRoot, SourceUnreadable
 
@@ -66,7 +67,8 @@ def names(b):
 def test_entries_are_sorted_with_exact_sizes(d_bin):
     files, images, _ = d_bin
     b = Bin.load(files)
-    assert names(b) == [f"{D_ID}_00002.png", f"{D_ID}_00003.png", f"{D_ID}_00005.png", "adc.csv", "hdr.json"]
+    assert names(b) == [f"{D_ID}.hdr", f"{D_ID}_00002.png", f"{D_ID}_00003.png", f"{D_ID}_00005.png",
+                        "adc.csv", "hdr.json"]
     assert names(b) == sorted(names(b))
     for target, ((w, h), _) in images.items():
         assert b.by_name[f"{D_ID}_{target:05d}.png"].size == png_size(w, h)
@@ -99,9 +101,10 @@ def test_loading_and_listing_read_no_pixel(d_bin, monkeypatch):
     monkeypatch.setattr(os, "pread", pread)
     b = Bin.load(files)
     listing = [(e.name, e.size) for e in b.entries]
-    assert len(listing) == 5 and b.by_name["hdr.json"].size > 0 and len(b.hdr_json) > 0
+    assert len(listing) == 6 and b.by_name["hdr.json"].size > 0 and len(b.hdr_json) > 0
     b.read("hdr.json")
     b.read("adc.csv")
+    b.read(f"{D_ID}.hdr")
     assert calls == []
     b.read(f"{D_ID}_00002.png")    # and the counter does count pixel reads
     assert calls[0][1:] == (files.roi, 3, 30, 20) and calls[1][0] == "pread"
@@ -113,7 +116,7 @@ def test_hdr_json(d_bin):
     data = b.read("hdr.json")
     assert data.endswith(b"}\n") and not data.endswith(b"\n\n")
     doc = json.loads(data.decode("utf-8"))
-    assert set(doc) == {"bin_id", "timestamp", "instrument", "schema", "n_triggers", "n_images", "header"}
+    assert list(doc) == ["bin_id", "timestamp", "instrument", "schema", "n_triggers", "n_images", "header", *KEYS]
     assert doc["bin_id"] == D_ID
     assert doc["timestamp"] == "2013-05-26T09:52:07Z"
     assert doc["instrument"] == 13 and type(doc["instrument"]) is int
@@ -135,8 +138,10 @@ def test_hdr_json_of_an_i_style_bin(tmp_path):
     roi, starts, _ = layout([(5, 5)])
     files = write(tmp_path, I_ID, hdr=None, adc=(v1(1, 0, 0, 5, 5, starts[0]) + "\n").encode(), roi=roi)
     doc = json.loads(Bin.load(files).read("hdr.json"))
-    assert doc == {"bin_id": I_ID, "timestamp": "2012-01-28T08:15:15Z", "instrument": 5, "schema": "v1",
-                   "n_triggers": 1, "n_images": 1, "header": {}}
+    assert {k: doc[k] for k in list(doc)[:7]} == {
+        "bin_id": I_ID, "timestamp": "2012-01-28T08:15:15Z", "instrument": 5, "schema": "v1",
+        "n_triggers": 1, "n_images": 1, "header": {}}
+    assert (doc["n_images_adc"], doc["last_trigger"], doc["stitched"]) == (1, 1, [])
 
 
 def test_adc_csv(d_bin):
@@ -166,20 +171,20 @@ def test_a_bin_without_roi_has_no_png(d_bin, tmp_path):
     files = DataRoot(str(tmp_path)).scan("").bins[D_ID]
     assert files.roi is None
     b = Bin.load(files)
-    assert names(b) == ["adc.csv", "hdr.json"]
+    assert names(b) == [f"{D_ID}.hdr", "adc.csv", "hdr.json"]
     doc = json.loads(b.read("hdr.json"))
     assert (doc["n_triggers"], doc["n_images"]) == (6, 0)
     for e in b.entries:
         assert len(b.read(e.name)) == e.size
 
 
-def test_a_bin_without_adc_has_only_hdr_json(d_bin, tmp_path):
+def test_a_bin_without_adc_has_only_its_header_files(d_bin, tmp_path):
     files, _, _ = d_bin
     os.remove(files.adc.path)
     files = DataRoot(str(tmp_path)).scan("").bins[D_ID]
     assert files.adc is None
     b = Bin.load(files)
-    assert names(b) == ["hdr.json"]
+    assert names(b) == [f"{D_ID}.hdr", "hdr.json"]
     doc = json.loads(b.read("hdr.json"))
     assert (doc["n_triggers"], doc["n_images"], doc["schema"]) == (0, 0, "v2")
     assert doc["header"]["PMTAhighVoltage"] == 0.45
@@ -194,9 +199,28 @@ def test_a_bin_with_only_a_roi_file(tmp_path):
 
 def test_empty_files(tmp_path):
     b = Bin.load(write(tmp_path, D_ID, hdr=b"", adc=b"", roi=b""))
-    assert names(b) == ["adc.csv", "hdr.json"]
+    assert names(b) == [f"{D_ID}.hdr", "adc.csv", "hdr.json"]
+    assert b.read(f"{D_ID}.hdr") == b"" and b.by_name[f"{D_ID}.hdr"].size == 0
     assert b.read("adc.csv").count(b"\n") == 1
     assert json.loads(b.read("hdr.json"))["header"] == {}
+
+
+def test_the_raw_header_is_served_unchanged(tmp_path):
+    raw = b"softwareVersion: 1.2\r\nsyringe 3 \xff\xfe not a key value line\t\r\n\r\n"
+    b = Bin.load(write(tmp_path, D_ID, hdr=raw, adc=b"", roi=b""))
+    assert b.by_name[f"{D_ID}.hdr"].size == len(raw) and b.read(f"{D_ID}.hdr") == raw
+
+
+def test_a_raw_header_cut_since_listing_is_image_missing(d_bin):
+    files, _, _ = d_bin
+    b = Bin.load(files)
+    with open(files.hdr.path, "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(ImageMissing):
+        b.read(f"{D_ID}.hdr")
+    with open(files.hdr.path, "wb") as f:   # a longer one: the bytes listed are the ones read
+        f.write(HDR + b"more: 1\n")
+    assert b.read(f"{D_ID}.hdr") == HDR
 
 
 def test_images_whose_bytes_pass_the_end_of_the_roi_are_absent(d_bin):
@@ -205,7 +229,7 @@ def test_images_whose_bytes_pass_the_end_of_the_roi_are_absent(d_bin):
         f.truncate(files.roi.size - 3)
     files = DataRoot(os.path.dirname(files.roi.path)).scan("").bins[D_ID]
     b = Bin.load(files)
-    assert names(b) == [f"{D_ID}_00002.png", f"{D_ID}_00003.png", "adc.csv", "hdr.json"]
+    assert names(b) == [f"{D_ID}.hdr", f"{D_ID}_00002.png", f"{D_ID}_00003.png", "adc.csv", "hdr.json"]
     doc = json.loads(b.read("hdr.json"))
     assert (doc["n_triggers"], doc["n_images"]) == (6, 2)
     for e in b.entries:
@@ -241,7 +265,7 @@ def test_a_stitched_image_has_the_size_of_its_union(tmp_path):
     roi, starts, _ = layout([(40, 30), (40, 30), (9, 9)])
     lines = [v1(1, 0, 0, 40, 30, starts[0]), v1(1, 20, 10, 40, 30, starts[1]), v1(2, 0, 0, 9, 9, starts[2])]
     b = Bin.load(write(tmp_path, I_ID, adc=("\n".join(lines) + "\n").encode(), roi=roi))
-    assert names(b) == [f"{I_ID}_00001.png", f"{I_ID}_00003.png", "adc.csv", "hdr.json"]
+    assert names(b) == [f"{I_ID}.hdr", f"{I_ID}_00001.png", f"{I_ID}_00003.png", "adc.csv", "hdr.json"]
     assert b.by_name[f"{I_ID}_00001.png"].size == png_size(60, 40)
     assert json.loads(b.read("hdr.json"))["n_images"] == 2
     for e in b.entries:

@@ -91,6 +91,7 @@ def test_every_entry_reads_fully_and_exactly(real_bins):
     for b in real_bins.values():
         names = [e.name for e in b.entries]
         assert names == sorted(names) and names[-2:] == ["adc.csv", "hdr.json"]
+        assert names[0] == f"{b.files.bin_id}.hdr"
         for e in b.entries:
             assert len(b.read(e.name)) == e.size
 
@@ -110,7 +111,8 @@ def test_odd_bins_are_handled_without_errors(ifcb_data):
         doc = json.loads(b.read("hdr.json"))
         assert doc["bin_id"] == key[1] and doc["n_images"] == len(b.images) == 0
     empty = found[("D20130101T101010_IFCB099", "D20130101T101010_IFCB099")]
-    assert [e.name for e in empty.entries] == ["adc.csv", "hdr.json"] and empty.header == {}
+    assert [e.name for e in empty.entries] == ["D20130101T101010_IFCB099.hdr", "adc.csv", "hdr.json"]
+    assert empty.header == {}
     assert empty.n_triggers == 0
     header_only = found[("D20150411T205456_IFCB012", "D20150411T205456_IFCB012")]
     assert header_only.header["context"].startswith("softwareVersion:") and len(header_only.header) > 10
@@ -118,7 +120,7 @@ def test_odd_bins_are_handled_without_errors(ifcb_data):
     assert two_bytes.header["binarizeThreshold"] == 30 and two_bytes.images == []
     no_roi = found[("no-roi", "IFCB5_2012_028_081515")]
     assert no_roi.files.roi is None and no_roi.n_triggers == 7
-    assert [e.name for e in no_roi.entries] == ["adc.csv", "hdr.json"]
+    assert [e.name for e in no_roi.entries] == ["IFCB5_2012_028_081515.hdr", "adc.csv", "hdr.json"]
 
 
 def test_the_whole_data_folder_walks_and_reads_without_errors(ifcb_data):

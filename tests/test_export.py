@@ -1,5 +1,7 @@
 """ifcbfs-export: the same tree as an rsync of the mount, incremental, subsets, interrupts, errors."""
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import pytest
 from ifcbfs import export
 from ifcbfs.core.source import DataRoot
 from ifcbfs.fs.namespace import ROOT_INO, Namespace, Options
-from ifcbfs.synth import write_dataset
+from ifcbfs.synth import write_bin, write_dataset
 from mounting import mounted, tree_digest
 
 EXPORT = [sys.executable, "-m", "ifcbfs.export"]
@@ -34,14 +36,24 @@ def small(tmp_path):
 
 
 def stat_tree(root) -> dict:
-    """Every folder and file under root (root included): (is folder, size of files, mtime_ns)."""
+    """Every folder and file under root (root included): (is folder, size of files, mtime_ns, mode)."""
     out = {}
     for folder, dirs, files in os.walk(root):
         for path in [folder] + [os.path.join(folder, n) for n in dirs + files]:
             st = os.lstat(path)
             is_dir = os.path.isdir(path)
-            out[os.path.relpath(path, root)] = (is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns)
+            out[os.path.relpath(path, root)] = (is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns, oct(st.st_mode))
     return out
+
+
+@contextlib.contextmanager
+def process_umask(mask: int):
+    """The export writes with the process umask, as cp and tar do."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def files(root) -> list:
@@ -62,7 +74,14 @@ def run(*argv, capsys=None):
 @pytest.mark.parametrize("layout", ["mirror", "flat"])
 def test_synthetic_export_equals_rsync_of_the_mount(synth_root, tmp_path, layout):
     root, _ = synth_root
-    check_same_as_mount(root, tmp_path, layout)
+    modes = check_same_as_mount(root, tmp_path, layout)
+    assert modes == {"0o40755", "0o100644"}  # a copy its owner can change and delete
+
+
+@pytest.mark.mount
+def test_mount_umask_matches_an_export_under_that_umask(synth_root, tmp_path):
+    root, _ = synth_root
+    assert check_same_as_mount(root, tmp_path, "mirror", umask=0o027) == {"0o40750", "0o100640"}
 
 
 @pytest.mark.mount
@@ -72,15 +91,48 @@ def test_real_export_equals_rsync_of_the_mount(ifcb_data, tmp_path):
     assert tree_digest(ifcb_data) == before, "the source changed"
 
 
-def check_same_as_mount(source, tmp_path, layout):
-    with mounted(source, tmp_path / "mnt", f"layout={layout}") as m:
+@pytest.mark.mount
+def test_export_with_stitch_qc_equals_rsync_of_the_mount(ifcb_data, tmp_path):
+    shutil.copytree(ifcb_data / "bins", tmp_path / "data" / "bins")
+    write_bin(tmp_path / "data" / "synth", "IFCB5_2012_100_120000", 200, seed=7, image_fraction=0.7,
+              pair_fraction=0.4, chain_fraction=0.4, mtime=MTIME)
+    for folder in (tmp_path / "data", tmp_path / "data" / "synth"):  # rsync compares whole seconds
+        os.utime(folder, (MTIME, MTIME))
+    check_same_as_mount(tmp_path / "data", tmp_path, "mirror", stitch="qc")
+    qc = sorted(p.relative_to(tmp_path / "export") for p in (tmp_path / "export").rglob("stitching/*"))
+    assert Path("bins/IFCB5_2012_028_081515/IFCB5_2012_028_081515/stitching/IFCB5_2012_028_081515_00003_raw.png") in qc
+    assert sum(1 for p in qc if p.parts[0] == "synth") > 10
+
+
+@pytest.mark.mount
+def test_export_with_mosaic_and_zip_equals_rsync_of_the_mount(ifcb_data, tmp_path):
+    check_same_as_mount(ifcb_data / "bins", tmp_path, "flat", mount=("mosaic=400x300@25", "zip"),
+                        export=("--mosaic=400x300@25", "--zip"))
+    out = tmp_path / "export"
+    assert len(list(out.glob("*/*.zip"))) == 7 and len(list(out.glob("*/mosaic/page-*.png"))) >= 7
+    assert len(list(out.glob("*/mosaic/coordinates.csv"))) == 7
+
+
+@pytest.mark.mount
+def test_export_with_the_default_mosaic_equals_rsync_of_the_mount(synth_root, tmp_path):
+    root, ids = synth_root
+    check_same_as_mount(root, tmp_path, "mirror", mount=("mosaic",), export=("--mosaic",))
+    assert len(list((tmp_path / "export").rglob("mosaic/page-001.png"))) == len(ids)
+
+
+def check_same_as_mount(source, tmp_path, layout, umask=0o022, stitch="on", mount=(), export=()) -> set:
+    """rsync -a of a mount with `umask` and an export under that process umask: the same
+    trees, modes included. `mount` and `export` are more options of each. Returns the modes seen."""
+    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"umask={umask:03o}", f"stitch={stitch}", *mount) as m:
         subprocess.run(["rsync", "-a", f"{m.path}/", f"{tmp_path / 'rsync'}/"], check=True)
-    code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2)
+    with process_umask(umask):
+        code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2, "--stitch", stitch, *export)
     assert code == 0
     subprocess.run(["diff", "-r", tmp_path / "rsync", tmp_path / "export"], check=True)
     want, got = stat_tree(tmp_path / "rsync"), stat_tree(tmp_path / "export")
-    assert sum(1 for is_dir, _, _ in got.values() if not is_dir) > 20
+    assert sum(1 for is_dir, _, _, _ in got.values() if not is_dir) > 20
     assert got == want
+    return {mode for _, _, _, mode in got.values()}
 
 
 # --- incremental -----------------------------------------------------------------------------
@@ -104,7 +156,7 @@ def test_second_export_writes_nothing_and_a_changed_bin_is_rewritten(small, tmp_
     changed = [f for f in now if grown in f]
     assert code == 0 and f"{len(changed)} files written, {len(now) - len(changed)} unchanged" in err
     assert len(now) == total + 1
-    new_mtime = (folder / (grown + ".roi")).stat().st_mtime_ns
+    new_mtime = max((folder / (grown + ext)).stat().st_mtime_ns for ext in (".hdr", ".adc", ".roi"))
     for f in now:
         st = os.lstat(dest / f)
         assert st.st_ino == inodes[f] if grown not in f else st.st_mtime_ns == new_mtime, f
@@ -129,6 +181,8 @@ def grow(base: Path) -> None:
     (["--bins", "*_IFCB124", "--bins", "IFCB5_*_002000"], [0, 2, 1]),
     (["--instrument", "5"], [1, 3]),
     (["--instrument", "5", "--instrument", "124"], [0, 1, 2, 3]),
+    (["--instrument", "5:124"], [0, 1, 2, 3]),
+    (["--instrument", "7:5"], [1, 3]),
     (["--since", "2024-06-01T00:20"], [1, 2, 3]),
     (["--until", "2024-06-01T00:40:00Z"], [0, 1]),
     (["--since", "2024-06-01T00:20:00Z", "--until", "2024-06-01T01:00"], [1, 2]),
@@ -229,6 +283,12 @@ def test_bad_paths_and_options_are_one_line_errors(small, tmp_path, capsys):
         ([root, tmp_path / "out", "--since", "yesterday"], 2, "--since"),
         ([root, tmp_path / "out", "--until", "2024-02-30"], 2, "--until"),
         ([root, tmp_path / "out", "--layout", "tree"], 2, "--layout"),
+        ([root, tmp_path / "out", "--stitch", "maybe"], 2, "--stitch"),
+        ([root, tmp_path / "out", "--mosaic=800x0"], 2, "--mosaic"),
+        ([root, tmp_path / "out", "--mosaic", "big"], 2, "--mosaic"),
+        ([root, tmp_path / "out", "--zip=yes"], 2, "--zip"),
+        ([root, tmp_path / "out", "--instrument", "IFCB5"], 2, "--instrument"),
+        ([root, tmp_path / "out", "--since", "2024-06-02", "--until", "2024-06-01"], 2, "not before"),
         ([root, tmp_path / "out", "--jobs", "0"], 2, "--jobs"),
         ([root, "/proc/ifcbfs-export-test"], 1, "cannot create destination"),
         ([root], 2, "required"),

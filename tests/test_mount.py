@@ -71,20 +71,24 @@ def test_attributes_match_bytes_read_and_source(real_mount, ifcb_data):
         st = path.stat()
         data = path.read_bytes()
         assert st.st_size == len(data) and st.st_blocks == -(-len(data) // 512)
-        assert st.st_mode & 0o7777 == 0o444 and (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+        assert st.st_mode & 0o7777 == 0o644 and (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
         assert st.st_mtime_ns == newest
-    assert bin_dir.stat().st_mode & 0o7777 == 0o555
+    assert bin_dir.stat().st_mode & 0o7777 == 0o755
     doc = __import__("json").loads((bin_dir / "hdr.json").read_text())
     assert doc["bin_id"] == "D20220101T221311_IFCB114" and doc["schema"] == "v2" and doc["instrument"] == 114
     assert doc["n_images"] == len(list(bin_dir.glob("*.png")))
     assert (bin_dir / "adc.csv").read_text().startswith("roi_number,trigger,adcTime,")
+    assert doc["ml_analyzed_rule"] == "header" and doc["n_images_adc"] == 255
+    # the raw header, bytes unchanged (CRLF and all), as cmp sees it
+    subprocess.run(["cmp", str(bin_dir / "D20220101T221311_IFCB114.hdr"), str(source[0])], check=True)
 
 
 def test_odd_bins_are_listed_and_read_in_full(real_mount):
     odd = real_mount.path / "odd"
     for path in files_under(odd):
         assert len(path.read_bytes()) == path.stat().st_size
-    assert sorted(p.name for p in (odd / "no-roi" / "IFCB5_2012_028_081515").iterdir()) == ["adc.csv", "hdr.json"]
+    assert sorted(p.name for p in (odd / "no-roi" / "IFCB5_2012_028_081515").iterdir()) == [
+        "IFCB5_2012_028_081515.hdr", "adc.csv", "hdr.json"]
 
 
 def test_every_write_is_refused_with_erofs(real_mount):
@@ -202,6 +206,29 @@ def test_options_uid_gid_flat_and_skipped(synth_root, tmp_path):
         for p in skip.iterdir():
             p.unlink()
         skip.rmdir()
+
+
+def test_umask_option_and_writes_still_refused(synth_root, tmp_path):
+    with mounted(synth_root, tmp_path / "m", "umask=027") as m:
+        some = next(p for p in files_under(m.path) if p.suffix == ".png")
+        assert (some.stat().st_mode & 0o7777, some.parent.stat().st_mode & 0o7777) == (0o640, 0o750)
+    with mounted(synth_root, tmp_path / "m", "umask=000") as m:
+        some = next(p for p in files_under(m.path) if p.suffix == ".png")
+        assert some.stat().st_mode & 0o7777 == 0o666
+        with pytest.raises(OSError) as err:
+            open(some, "r+b")
+        assert err.value.errno == errno.EROFS
+
+
+def test_df_shows_no_capacity_rather_than_full(synth_root, tmp_path):
+    with mounted(synth_root, tmp_path / "m") as m:
+        files_under(m.path)  # every bin loaded: still nothing to report
+        st = os.statvfs(m.path)
+        assert (st.f_blocks, st.f_bfree, st.f_files, st.f_ffree, st.f_namemax) == (0, 0, 0, 0, 255)
+        for flags in ("-P", "-Pi"):
+            out = subprocess.run(["df", flags, str(m.path)], check=True, capture_output=True, text=True).stdout
+            fields = out.splitlines()[-1].split()
+            assert fields[1:5] == ["0", "0", "0", "-"] and fields[5] == str(m.path), out
 
 
 def _cli(*args):

@@ -51,7 +51,7 @@ def test_lookup_getattr_readdir_open_read(ops, monkeypatch):
         return day, b
 
     day, b = run(go)
-    assert day.st_mode & 0o777 == 0o555 and b.st_uid == 1234 and b.st_gid == 5678
+    assert day.st_mode & 0o777 == 0o755 and b.st_uid == 1234 and b.st_gid == 5678
     entries = listing(ops, b.st_ino, monkeypatch)
     names = [n for n, _, _ in entries]
     assert names == sorted(names) and names[-2:] == ["adc.csv", "hdr.json"]
@@ -61,7 +61,7 @@ def test_lookup_getattr_readdir_open_read(ops, monkeypatch):
         out = {}
         for name, ino, _ in entries:
             attr = await ops.getattr(ino, None)
-            assert attr.st_mode & 0o777 == 0o444 and attr.entry_timeout > 60
+            assert attr.st_mode & 0o777 == 0o644 and attr.entry_timeout > 60
             fi = await ops.open(ino, os.O_RDONLY, None)
             assert fi.keep_cache
             data = b""
@@ -133,8 +133,38 @@ def test_missing_names_and_decode_counter(ops):
             await ops.getxattr(ROOT_INO, b"user.other", None)
         st = await ops.statfs(None)
         assert st.f_namemax == 255
+        assert (st.f_blocks, st.f_bfree, st.f_bavail, st.f_files, st.f_ffree) == (0, 0, 0, 0, 0)
 
     run(go)
+
+
+def test_the_zip_is_read_by_range_from_the_version_each_open_pinned(tmp_path, monkeypatch):
+    from ifcbfs.core.mosaic import Mosaic
+
+    write_bin(tmp_path / "IFCB5_2012_028", STEM, 80, seed=2, pair_fraction=0.2)
+    ops = Operations(Namespace(DataRoot(str(tmp_path)), Options(zip=True, mosaic=Mosaic(200, 100, 25))))
+    whole = []
+    monkeypatch.setattr(ops.ns, "content", lambda node: whole.append(node.name) or Namespace.content(ops.ns, node))
+
+    async def go():
+        day = await ops.lookup(ROOT_INO, b"IFCB5_2012_028", None)
+        b = await ops.lookup(day.st_ino, STEM.encode(), None)
+        out = {}
+        for name in (f"{STEM}.zip", "mosaic/page-001.png", "mosaic/coordinates.csv"):
+            folder, _, leaf = name.rpartition("/")
+            parent = (await ops.lookup(b.st_ino, folder.encode(), None)).st_ino if folder else b.st_ino
+            attr = await ops.lookup(parent, leaf.encode(), None)
+            fi = await ops.open(attr.st_ino, os.O_RDONLY, None)
+            assert fi.direct_io and fi.fh != attr.st_ino  # past the page cache, a version of its own
+            pieces = [await ops.read(fi.fh, offset, 4099) for offset in range(0, attr.st_size + 4099, 4099)]
+            await ops.release(fi.fh)
+            out[name] = (attr, b"".join(pieces))
+        return out
+
+    got = run(go)
+    assert set(whole) == {"page-001.png", "coordinates.csv"}  # the zip is never made whole
+    for name, (attr, data) in got.items():
+        assert len(data) == attr.st_size and data == ops.ns.read(attr.st_ino), name
 
 
 def test_a_failing_refresh_does_not_end_the_watcher(ops, monkeypatch, caplog):
@@ -142,7 +172,7 @@ def test_a_failing_refresh_does_not_end_the_watcher(ops, monkeypatch, caplog):
 
     calls = []
 
-    def broken():
+    def broken(everything=False):
         calls.append(1)
         raise OSError("source went away")
 

@@ -136,12 +136,12 @@ def test_with_allow_other_others_read_modes_enforced_and_nothing_is_writable(sha
         assert listing.returncode == 0 and sorted(listing.stdout.split()) == sorted(
             n.rpartition("/")[2] for n in want if n.startswith(name.rpartition("/")[0] + "/"))
         modes = run(AS_NOBODY, "stat", "-c", "%a %U", str(png), str(folder), str(m.path))
-        assert modes.stdout.split("\n")[:3] == ["444 root", "555 root", "555 root"], modes
+        assert modes.stdout.split("\n")[:3] == ["644 root", "755 root", "755 root"], modes
         for cmd, error in ((["sh", "-c", f"echo x >> {png}"], "Read-only file system"),
                            (["touch", str(folder / "new")], "Read-only file system"),
                            (["mkdir", str(folder / "new")], "Read-only file system"),
                            (["rm", "-f", str(png)], "Read-only file system"),
-                           ([str(png)], "Permission denied")):  # 0444: not executable, for anyone
+                           ([str(png)], "Permission denied")):  # 0644: not executable, for anyone
             done = run(AS_NOBODY, *cmd)
             assert done.returncode != 0 and error in done.stderr, (cmd, done)
         # the same for root, the owner: the mount is read-only for everyone

@@ -122,7 +122,7 @@ def test_a_reader_walking_a_bin_in_order_reads_ahead_within_bounds(s3, env):
 
     src = source(s3)
     ns, pngs = images(src)
-    roi = pngs[0].bin.files.roi
+    roi = pngs[0].model.files.roi
     sent = Requests(src)
     ahead = [ns.read(n.ino) for n in pngs]
     gets = sent.take()
@@ -142,7 +142,7 @@ def test_pixels_match_the_reference(s3, env, expected):
             continue
         bin_id = node.parent.name
         spec = expected["bins"][bin_id]["images"][node.name]
-        model = node.bin
+        model = node.model
         pixels = model.pixels(node.entry.image)
         assert (node.entry.image.width, node.entry.image.height) == (spec["width"], spec["height"])
         assert hashlib.sha256(pixels).hexdigest() == spec["pixels_sha256"], node.path

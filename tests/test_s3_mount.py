@@ -75,7 +75,8 @@ def test_the_same_tree_bytes_and_inodes_as_on_disk_and_rsync_copies_nothing(moun
 
 
 def test_a_bin_costs_its_hdr_and_adc_an_image_one_exact_get_a_stitched_one_two(s3, tmp_path):
-    m = s3_mount(s3, "tree", tmp_path / "counted", "poll=0")
+    index = f"index={tmp_path / 'index.sqlite'}"
+    m = s3_mount(s3, "tree", tmp_path / "counted", "poll=0", index)
     try:
         folder, stitched = m.path / ONE_BIN, m.path / "bins" / STITCHED / STITCHED
         os.listdir(folder.parent)
@@ -100,6 +101,13 @@ def test_a_bin_costs_its_hdr_and_adc_an_image_one_exact_get_a_stitched_one_two(s
         assert gets == 2 and sent < (s3.stage / "tree" / "bins" / STITCHED / f"{STITCHED}.roi").stat().st_size
     finally:
         m.stop()
+    again = s3_mount(s3, "tree", tmp_path / "counted", "poll=0", index)  # the index is warm now
+    try:
+        os.listdir(again.path / ONE_BIN.rpartition("/")[0])
+        before = s3.requests()
+        assert len(os.listdir(again.path / ONE_BIN)) > 2 and s3.requests()["GET"] == before["GET"]
+    finally:
+        again.stop()
 
 
 def test_two_mounts_of_one_bucket_serve_the_same_bytes_at_once(s3, mounts, tmp_path):

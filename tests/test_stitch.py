@@ -177,30 +177,32 @@ def test_a_chain_of_three_serves_only_the_first_as_the_stitch_of_the_first_two()
     rois, size = with_starts([roi(1, 0, 0, 10, 10), roi(2, 5, 5, 10, 10), roi(3, 10, 10, 10, 10),
                               roi(4, 100, 100, 5, 5)])
     assert [(a.target, b.target) for a, b in find_pairs(rois)] == [(1, 2), (2, 3)]
-    images = plan_images(rois, size, stitching=True)
-    assert images == [Image(1, 15, 15, (rois[0], rois[1])), Image(4, 5, 5, (rois[3],))]
+    plan = plan_images(rois, size, stitching=True)
+    assert plan.images == [Image(1, 15, 15, (rois[0], rois[1])), Image(4, 5, 5, (rois[3],))]
+    assert plan.pairs == [(1, 2), (2, 3)]
 
 
 def test_pairs_are_found_over_each_consecutive_couple_independently():
     rois, size = with_starts([roi(1, 0, 0, 10, 10), roi(2, 5, 5, 10, 10), roi(3, 50, 50, 10, 10),
                               roi(5, 52, 52, 10, 10)])   # target 4: a line without an image
-    images = plan_images(rois, size, stitching=True)
+    images = plan_images(rois, size, stitching=True).images
     assert [(im.target, [p.target for p in im.parts]) for im in images] == [(1, [1, 2]), (3, [3, 5])]
     # a, c overlapping but with another image line b between them: not a pair
     rois, size = with_starts([roi(1, 0, 0, 10, 10), roi(2, 50, 50, 10, 10, trigger=2), roi(3, 5, 5, 10, 10)])
-    assert [im.target for im in plan_images(rois, size, stitching=True)] == [1, 2, 3]
+    assert [im.target for im in plan_images(rois, size, stitching=True).images] == [1, 2, 3]
 
 
 def test_without_stitching_overlapping_images_are_all_served():
     rois, size = with_starts([roi(1, 0, 0, 10, 10), roi(2, 5, 5, 10, 10), roi(3, 10, 10, 10, 10)])
-    images = plan_images(rois, size, stitching=False)
-    assert images == [Image(r.target, 10, 10, (r,)) for r in rois]
+    plan = plan_images(rois, size, stitching=False)
+    assert plan.images == [Image(r.target, 10, 10, (r,)) for r in rois]
+    assert plan.pairs == []
 
 
 def test_a_stitch_whose_second_part_is_missing_is_not_served():
     rois, size = with_starts([roi(1, 0, 0, 10, 10), roi(2, 5, 5, 10, 10)])
-    assert plan_images(rois, size - 1, stitching=True) == []
-    assert [im.target for im in plan_images(rois, size - 1, stitching=False)] == [1]
+    assert plan_images(rois, size - 1, stitching=True).images == []
+    assert [im.target for im in plan_images(rois, size - 1, stitching=False).images] == [1]
 
 
 # --- through Bin.load -----------------------------------------------------------------------
@@ -230,7 +232,7 @@ def test_d_style_bins_are_never_stitched(tmp_path):
     rois = [roi(1, 0, 0, 40, 30), roi(2, 20, 10, 40, 30), roi(3, 0, 0, 8, 8, trigger=2)]
     b = write_bin(tmp_path, "D20130526T095207_IFCB013", rois)
     assert [e.name for e in b.entries] == [
-        "D20130526T095207_IFCB013_00001.png", "D20130526T095207_IFCB013_00002.png",
+        "D20130526T095207_IFCB013.hdr", "D20130526T095207_IFCB013_00001.png", "D20130526T095207_IFCB013_00002.png",
         "D20130526T095207_IFCB013_00003.png", "adc.csv", "hdr.json"]
     assert [(im.width, im.height, len(im.parts)) for im in b.images] == [(40, 30, 1), (40, 30, 1), (8, 8, 1)]
 
@@ -239,7 +241,8 @@ def test_i_style_bins_are_stitched(tmp_path):
     rois = [roi(1, 0, 0, 40, 30), roi(2, 20, 10, 40, 30), roi(3, 0, 0, 8, 8, trigger=2)]
     b = write_bin(tmp_path, "IFCB5_2012_028_081515", rois)
     assert [e.name for e in b.entries] == [
-        "IFCB5_2012_028_081515_00001.png", "IFCB5_2012_028_081515_00003.png", "adc.csv", "hdr.json"]
+        "IFCB5_2012_028_081515.hdr", "IFCB5_2012_028_081515_00001.png", "IFCB5_2012_028_081515_00003.png",
+        "adc.csv", "hdr.json"]
     first = b.images[0]
     assert (first.width, first.height) == (60, 40)
     path = b.files.roi.path

@@ -1,8 +1,9 @@
 """The systemd units in systemd/ and scripts/install-systemd.
 
 `systemd-analyze verify` checks the unit files (syntax, unit name against
-Where=, executables exist).  The units name /usr/local/bin/ifcbfs, so they are
-verified as installed by `scripts/install-systemd --prefix TMP --bin BIN`.
+Where=, executables exist).  The units name /usr/local/bin/ifcbfs (where
+scripts/install links the command), so they are verified as installed by
+`scripts/install-systemd --prefix TMP --bin BIN`.
 """
 
 import os
@@ -75,8 +76,6 @@ def installed(tmp_path):
     args = ["--prefix", prefix, "--bin", binary, "--instance", "lab",
             "--source", "/data/ifcb", "--mountpoint", "/srv/ifcb-images",
             "--options", "ro,allow_other,layout=mirror"]
-    if not os.access("/bin/fusermount3", os.X_OK) and not shutil.which("fusermount3"):
-        args += ["--fusermount", "/bin/true"]  # stand-in so verify can run without fuse3
     result = run_install(*args)
     assert result.returncode == 0, result.stderr + result.stdout
     return type("Installed", (), {
@@ -166,26 +165,25 @@ def test_template_keeps_the_mount_visible():
     assert unit["NotifyAccess"] == "main"
     assert unit["NoNewPrivileges"] == "yes"
     assert unit["EnvironmentFile"] == "/etc/ifcbfs/%i.conf"
-    assert unit["ExecStart"] == "/usr/local/bin/ifcbfs ${SOURCE} ${MOUNTPOINT} -f -o ${OPTIONS}"
-    assert unit["ExecStop"].endswith("fusermount3 -u ${MOUNTPOINT}")
+    assert unit["ExecStart"] == "/usr/local/bin/ifcbfs ${SOURCE} ${MOUNTPOINT} -f -o recover,${OPTIONS}"
+    assert "ExecStop" not in unit  # it would also run after a crash, and unmount: an empty folder
     assert "User" not in unit   # root: see the comment on NoNewPrivileges=
 
 
 def test_install_writes_files_with_rewritten_paths(installed):
     unit = (installed.unitdir / TEMPLATE).read_text()
-    assert f"\nExecStart={installed.bin} ${{SOURCE}} ${{MOUNTPOINT}} -f -o ${{OPTIONS}}\n" in unit
+    assert f"\nExecStart={installed.bin} ${{SOURCE}} ${{MOUNTPOINT}} -f -o recover,${{OPTIONS}}\n" in unit
     assert "/usr/local/bin/ifcbfs" not in unit.replace("ExecStart=", "")
     # everything else is the template as shipped
     shipped = (UNITS / TEMPLATE).read_text()
     def strip(text):
-        return [line for line in text.splitlines() if not line.startswith(("ExecStart=", "ExecStop="))]
+        return [line for line in text.splitlines() if not line.startswith("ExecStart=")]
     assert strip(unit) == strip(shipped)
 
     example = installed.confdir / "example.conf"
     assert example.read_text() == (UNITS / "ifcbfs.conf.example").read_text()
 
-    link = installed.prefix / "usr/local/bin/ifcbfs"
-    assert link.is_symlink() and Path(os.readlink(link)) == installed.bin
+    assert not (installed.prefix / "usr").exists()  # the command on PATH is scripts/install's
 
     shipped_conf = settings(example.read_text())
     assert {"SOURCE", "MOUNTPOINT", "OPTIONS"} <= set(shipped_conf)
@@ -211,6 +209,29 @@ def test_install_is_idempotent(installed):
             assert after[path] == data, path
     assert after[example].endswith(b"# local edit\n")   # an existing config is kept
     assert not re.search(r"^install-systemd: (installed|linked) ", result.stdout, re.M), result.stdout
+
+
+def test_without_bin_it_uses_the_installed_command(tmp_path):
+    """/usr/local/bin/ifcbfs (scripts/install's link) if there, else ifcbfs on PATH, else a
+    clear error that names scripts/install."""
+    system = Path("/usr/local/bin/ifcbfs")
+    stubdir = tmp_path / "stub"
+    stubdir.mkdir()
+    (stubdir / "ifcbfs").write_text("#!/bin/sh\nexit 0\n")
+    (stubdir / "ifcbfs").chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path / 'empty'}:/usr/bin:/bin")
+    args = [str(INSTALL), "--prefix", str(tmp_path / "root")]
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    if os.access(system, os.X_OK):
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and "run scripts/install first" in result.stderr
+        env["PATH"] = f"{stubdir}:{env['PATH']}"
+        result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+    unit = (tmp_path / "root/etc/systemd/system" / TEMPLATE).read_text()
+    want = system if os.access(system, os.X_OK) else stubdir / "ifcbfs"
+    assert f"\nExecStart={want} ${{SOURCE}}" in unit
 
 
 def test_install_refuses_bad_arguments(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import NamedTuple
 
 V1_COLUMNS = (
@@ -51,25 +52,41 @@ class Adc:
     rows: tuple[str, ...]  # adc.csv rows without their newline, header row first
     csv_size: int  # len(csv), known without building it
     skipped: int  # non-blank lines that do not parse
+    unfinished: bool = False  # a last line without its newline was held back (see parse_adc)
 
     @property
     def csv(self) -> bytes:
         """The canonical `adc.csv` (SPEC section 7): header row, then one row per ADC line."""
         return ("\n".join(self.rows) + "\n").encode("ascii")
 
+    def columns(self, *indexes: int) -> list[list[str]] | None:
+        """The fields at `indexes` (0-based, as in the ADC file) of every ADC line with an adc.csv
+        row, as text columns in file order; None when a line is shorter. For metrics: one parser."""
+        top = max(indexes) + 1  # a row starts with its line number, so field i is part i + 1
+        get = itemgetter(*(i + 1 for i in indexes))
+        try:
+            picked = [get(row.split(",", top + 1)) for row in self.rows[1:]]
+        except IndexError:  # a line too short
+            return None
+        if len(indexes) == 1:
+            return [picked]
+        return [list(column) for column in zip(*picked)] or [[] for _ in indexes]
+
 
 _BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes, but the newline (ASCII)
 
 
-def parse_adc(data: bytes, schema: str) -> Adc:
+def parse_adc(data: bytes, schema: str, final: bool = False) -> Adc:
     """Parse ADC bytes (LF or CRLF) of a schema ('v1' or 'v2'). Never fails: bad lines are skipped.
 
     A line parses when it is ASCII and its first field (the trigger) is an integer; it has an
     image when trigger, x, y, width, height and start byte are integers, width and height are
     positive and the image is not absurdly large. A last line without its newline (an
     instrument may be writing it) gets no adc.csv row until the newline comes, since its last
-    field may still grow; it has an image once it holds the field after the start byte, as the
-    image's fields are then final.
+    field may still grow (`unfinished` says so), unless the file is `final` (its bin has
+    settled: nothing more will be written), when it gets its row like any other line. Either
+    way it has an image only once it holds the field after the start byte: before that, the
+    image's fields may be cut short.
     """
     ix = _ROI_FIELDS[schema]
     header = "roi_number," + ",".join(COLUMNS[schema])
@@ -85,6 +102,7 @@ def parse_adc(data: bytes, schema: str) -> Adc:
         lines = [raw.decode("ascii") if raw.isascii() else None for raw in data.split(b"\n")]
         plain = False
     last = len(lines)  # the piece after the final newline, or an unterminated line
+    unfinished = False
     for number, line in enumerate(lines, 1):
         if line is None:
             skipped += 1
@@ -104,25 +122,26 @@ def parse_adc(data: bytes, schema: str) -> Adc:
                 fields.pop()
             line = ",".join(fields)
         n = len(fields)
-        if number == last and n < ix + 6:
-            skipped += 1  # cut before the field after the start byte: still being written
+        cut = number == last and n < ix + 6  # before the field after the start byte: may be cut short
+        if cut and not final:
+            skipped += 1  # still being written
+            unfinished = True
             continue
         first = fields[0]
-        if not first.isdigit():
-            try:
-                if "_" in first:  # int() takes '1_000'; an integer in a CSV file is digits only
-                    raise ValueError(first)
-                trigger = int(first)
-            except ValueError:
-                skipped += 1
-                continue
-        else:
-            trigger = int(first)
-        if number != last:  # an unterminated line may still grow: no row until its newline
+        try:
+            if "_" in first:  # int() takes '1_000'; an integer in a CSV file is digits only
+                raise ValueError(first)
+            trigger = int(first)  # ValueError too past 4300 digits (sys.get_int_max_str_digits)
+        except ValueError:
+            skipped += 1
+            continue
+        if number != last or final:  # an unterminated line may still grow: no row until its newline
             row = f"{number},{line}"
             rows.append(row)
             size += len(row) + 1
-        if n > ix + 4 and fields[ix + 2] != "0" and fields[ix + 3] != "0":
+        else:
+            unfinished = True
+        if not cut and n > ix + 4 and fields[ix + 2] != "0" and fields[ix + 3] != "0":
             try:
                 x, y, w, h, start = (int(fields[ix]), int(fields[ix + 1]), int(fields[ix + 2]),
                                      int(fields[ix + 3]), int(fields[ix + 4]))
@@ -132,4 +151,4 @@ def parse_adc(data: bytes, schema: str) -> Adc:
                 continue  # not integers in a CSV file, although int() takes them
             if 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and start >= 0 and w * h <= MAX_IMAGE_PIXELS:
                 rois.append(Roi(number, trigger, x, y, w, h, start))
-    return Adc(schema, len(rows) - 1, tuple(rois), tuple(rows), size, skipped)
+    return Adc(schema, len(rows) - 1, tuple(rois), tuple(rows), size, skipped, unfinished)

@@ -2,24 +2,37 @@
 
 `Bin.load` reads the header and the ADC file and looks at the size of the `.roi`; it reads no
 pixel. It decides, in one place, which images the bin serves (`plan_images`), and listing,
-sizes and reads all use that decision.
+sizes and reads all use that decision. The stitch mode (`STITCH_MODES`) chooses between the
+stitched images (on), every ROI as cut (off), and the stitched images with a `stitching/` folder
+that shows each one's raw composite and gap (qc). Opt-in views add `mosaic/` pages with their
+`coordinates.csv` (SPEC section 10) and the dashboard zip `{bin}.zip` (SPEC section 11), whose
+sizes also need no pixel; the zip is produced by byte range (`read_range`).
 """
 from __future__ import annotations
 
 import json
+import zlib
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
+from .binzip import adc_csv_size, bin_zip
+from .damage import problems
 from .errors import ImageMissing
 from .hdr import parse_hdr
 from .ids import timestamp_iso
+from .metrics import bin_metrics
+from .mosaic import COORDINATES, Mosaic, coordinates_csv, layout, page_count, page_name, page_placements, render_page
 from .png import encode_png, png_size
 from .roi import read_pixels
 from .source import BinFiles, SourceFile
-from .stitch import find_pairs, stitch, union_box
+from .stitch import composite, find_pairs, union_box
+from .storedzip import CrcTable, StoredZip
 
 HDR_JSON = "hdr.json"
 ADC_CSV = "adc.csv"
+QC_FOLDER = "stitching"
+MOSAIC_FOLDER = "mosaic"
+STITCH_MODES = ("on", "off", "qc")
 
 
 class Image(NamedTuple):
@@ -32,15 +45,38 @@ class Image(NamedTuple):
 
 
 class Entry(NamedTuple):
-    """One file in a bin folder."""
+    """One file in a bin folder (a record): its name (a '/' puts it in a sub-folder), its exact
+    size, its code (stable within the bin: the low bits of its inode), whether it can still
+    change while the bin grows (such files are read past the page cache), and the image it is."""
 
     name: str
     size: int
     image: Image | None = None
+    code: int = 0
+    grows: bool = False
+    view: str = ""  # of a stitched image: "" itself, "raw" before infill, "gap" its gap mask
 
 
-def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> list[Image]:
-    """The images a bin serves: stitched pairs merged (I-style), nothing whose bytes are missing."""
+# Entry codes: the kind of file in the high bits, a number (a target) in the low ones.
+KIND_SHIFT = 20
+CODE_HDR_JSON, CODE_ADC_CSV, CODE_RAW_HDR, CODE_COORDINATES, CODE_ZIP = 1, 2, 3, 4, 5
+KIND_IMAGE, KIND_RAW, KIND_GAP, KIND_PAGE = 1, 2, 3, 4  # KIND_PAGE: a mosaic page, by number
+KIND_FOLDER = 15
+CODE_MASK = (1 << KIND_SHIFT) - 1
+BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
+BYTES_PER_ZIP_MEMBER = 640  # what a zip that has been read keeps per member (tracemalloc, 1288 images)
+
+
+class Plan(NamedTuple):
+    """Which images a bin serves, and the stitched pairs (first, second target) found on the way."""
+
+    images: list[Image]
+    pairs: list[tuple[int, int]]
+
+
+def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> Plan:
+    """The images a bin serves: stitched pairs merged (I-style), nothing whose bytes are missing.
+    Without stitching every ROI is its own image and no pair is reported."""
     pairs = find_pairs(rois) if stitching else []
     partner = {a.target: b for a, b in pairs}
     second = {b.target for _, b in pairs}
@@ -58,7 +94,7 @@ def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> 
             image = Image(roi.target, width, height, (roi, other))
         if all(part.end <= roi_size for part in image.parts):
             images.append(image)
-    return images
+    return Plan(images, [(a.target, b.target) for a, b in pairs])
 
 
 def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
@@ -69,34 +105,128 @@ def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
 class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
-    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, images: list[Image]):
+    def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False,
+                 mosaic: Mosaic | None = None, zip: bool = False, settled: bool = False,
+                 problems: tuple[str, ...] = ()):
         self.files = files
         self.header = header
-        self.images = images
+        self.images = images = plan.images
+        self.pairs = plan.pairs  # [] when unstitched: what hdr.json reports as `stitched`
+        self.settled = settled  # loaded as final: a last ADC line without its newline has its row
+        self.problems = problems  # what is wrong with it (core.damage), judged once settled
         self.n_triggers = adc.n_triggers if adc else 0
         self.skipped_lines = adc.skipped if adc else 0
-        self.hdr_json = self._hdr_json()
+        self.hdr_json = self._hdr_json(adc)
         stem = str(files.bin_id)
-        entries = [Entry(f"{stem}_{im.target:05d}.png", png_size(im.width, im.height), im) for im in images]
-        entries.append(Entry(HDR_JSON, len(self.hdr_json)))
+        entries = [Entry(f"{stem}_{im.target:05d}.png", png_size(im.width, im.height), im,
+                         KIND_IMAGE << KIND_SHIFT | im.target) for im in images if im.target < 1 << KIND_SHIFT]
+        if qc:
+            entries += [Entry(f"{QC_FOLDER}/{stem}_{im.target:05d}_{view}.png", png_size(im.width, im.height), im,
+                              kind << KIND_SHIFT | im.target, False, view)
+                        for im in images if len(im.parts) == 2 and im.target < 1 << KIND_SHIFT
+                        for kind, view in ((KIND_RAW, "raw"), (KIND_GAP, "gap"))]
+        entries.append(Entry(HDR_JSON, len(self.hdr_json), None, CODE_HDR_JSON, True))
+        if files.hdr is not None:  # the header file, bytes unchanged (an instrument may rewrite it)
+            entries.append(Entry(f"{stem}.hdr", files.hdr.size, None, CODE_RAW_HDR, True))
         if adc is not None:
-            entries.append(Entry(ADC_CSV, adc.csv_size))
-        self.entries = sorted(entries, key=lambda e: e.name)
-        self.by_name = {e.name: e for e in self.entries}
+            entries.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
+        self.mosaic, self.coordinates, self.zip_csv_size = mosaic, b"", -1
+        if mosaic is not None:
+            entries += self._mosaic_entries(mosaic)
+        if zip:
+            self.zip_csv_size = adc_csv_size(adc)
+            entries.append(Entry(f"{stem}.zip", self._zip_file().size, None, CODE_ZIP, True))
+        self._index(entries)
+
+    def _mosaic_entries(self, mosaic: Mosaic) -> list[Entry]:
+        """`mosaic/coordinates.csv` and the pages it lays out: sizes from the images' sizes alone.
+        Like the zip, they change as a bin grows, so they are read past the page cache (`grows`)."""
+        self.coordinates = coordinates_csv(layout(((im.target, im.width, im.height) for im in self.images), *mosaic))
+        page = png_size(mosaic.width, mosaic.height)
+        return [Entry(f"{MOSAIC_FOLDER}/{COORDINATES}", len(self.coordinates), None, CODE_COORDINATES, True)] + [
+            Entry(f"{MOSAIC_FOLDER}/{page_name(n)}", page, None, KIND_PAGE << KIND_SHIFT | n, True)
+            for n in range(1, page_count(self.coordinates) + 1)]
+
+    def state(self) -> tuple:
+        """Everything the model holds but its source files, as plain values (for the index)."""
+        return (self.header, self.images, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json, self.entries,
+                self.settled, self.problems, self.mosaic, self.coordinates, self.zip_csv_size)
 
     @classmethod
-    def load(cls, files: BinFiles) -> "Bin":
-        """Parse a bin's header and ADC; raises SourceUnreadable when a file cannot be read."""
-        header = parse_hdr(_read_source(files, files.hdr)) if files.hdr else {}
-        adc = None
-        images: list[Image] = []
-        if files.adc is not None:
-            adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema)
-            if files.roi is not None:
-                images = plan_images(adc.rois, files.roi.size, files.bin_id.style == "I")
-        return cls(files, header, adc, images)
+    def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
+        """The model `state()` was taken from, for the same source files."""
+        model = cls.__new__(cls)
+        model.files = files
+        (model.header, model.images, model.pairs, model.n_triggers, model.skipped_lines,
+         model.hdr_json, entries, model.settled, model.problems, model.mosaic, model.coordinates,
+         model.zip_csv_size) = state
+        model._index(entries)
+        return model
 
-    def _hdr_json(self) -> bytes:
+    def _index(self, entries: list[Entry]) -> None:
+        self.entries = sorted(entries, key=lambda e: e.name)
+        self.by_name = {e.name: e for e in self.entries}
+        self.by_code = {e.code: e for e in self.entries}
+        self.footprint = 1024 + BYTES_PER_ENTRY * len(self.entries) + len(self.coordinates)
+        if self.zip_csv_size >= 0:
+            self.footprint += BYTES_PER_ZIP_MEMBER * (len(self.images) + 3)
+        self._zipped: tuple[StoredZip, CrcTable] | None = None  # the zip, once read: built once
+        self._targets: dict[int, Image] | None = None  # images by target, once a view needs them
+        self._last_png: tuple[int, bytes] | None = None  # the zip member a ranged read made last
+
+    @staticmethod
+    def folder_code(name: str) -> int:
+        """The code of a sub-folder of the bin folder (stable: from its name)."""
+        return KIND_FOLDER << KIND_SHIFT | zlib.crc32(name.encode()) & ((1 << KIND_SHIFT) - 1)
+
+    def folder_of_code(self, code: int) -> str | None:
+        """The sub-folder with this code, if the bin has one."""
+        for entry in self.entries:
+            head, slash, _ = entry.name.rpartition("/")
+            if slash and self.folder_code(head) == code:
+                return head
+        return None
+
+    def is_cheap(self, entry: Entry, limit: int) -> bool:
+        """True when producing `entry` costs less than handing it to a worker thread (~100 us):
+        `hdr.json`, or an image of one ROI under `limit` bytes (most images) whose bytes the
+        source holds (a local file; for a remote one, bytes it has already fetched)."""
+        if entry.image is None:
+            return entry.code in (CODE_HDR_JSON, CODE_COORDINATES)
+        if entry.size >= limit or len(entry.image.parts) != 1:
+            return False
+        part, source, roi = entry.image.parts[0], self.files.source, self.files.roi
+        return source is None or roi is not None and source.holds(roi, part.start, part.width * part.height)
+
+    def is_ranged(self, entry: Entry) -> bool:
+        """True for a record read by byte range (`read_range`), never produced whole: the zip."""
+        return entry.code == CODE_ZIP
+
+    def decodes(self, entry: Entry) -> bool:
+        """True when producing `entry` reads pixels (images, mosaic pages, the zip)."""
+        return entry.image is not None or entry.code >> KIND_SHIFT == KIND_PAGE or entry.code == CODE_ZIP
+
+    @classmethod
+    def load(cls, files: BinFiles, stitch: str = "on", mosaic: Mosaic | None = None, zip: bool = False,
+             settled: bool = False) -> "Bin":
+        """Parse a bin's header and ADC, `settled` (no longer growing: see core.settle) or not;
+        raises SourceUnreadable when a file cannot be read. `stitch` is one of STITCH_MODES;
+        D-style bins are never stitched, whatever it says. `mosaic` (a page shape) adds the
+        mosaic views, `zip` the dashboard zip."""
+        if stitch not in STITCH_MODES:
+            raise ValueError(f"stitch={stitch!r}: expected one of {', '.join(STITCH_MODES)}")
+        hdr = _read_source(files, files.hdr)
+        header = parse_hdr(hdr)
+        adc = None
+        plan = Plan([], [])
+        if files.adc is not None:
+            adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema, final=settled)
+            roi_size = files.roi.size if files.roi is not None else 0  # no .roi: no image, pairs still
+            plan = plan_images(adc.rois, roi_size, files.bin_id.style == "I" and stitch != "off")
+        return cls(files, header, adc, plan, stitch == "qc", mosaic, zip, settled,
+                   problems(files, hdr, adc) if settled else ())
+
+    def _hdr_json(self, adc: adc_mod.Adc | None) -> bytes:
         bin_id = self.files.bin_id
         doc = {
             "bin_id": str(bin_id),
@@ -106,30 +236,94 @@ class Bin:
             "n_triggers": self.n_triggers,
             "n_images": len(self.images),
             "header": self.header,
+            **bin_metrics(bin_id, self.header, adc, self.pairs),
         }
         return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
 
-    def pixels(self, image: Image) -> bytes:
-        """The image's pixels (stitched when it has two parts). Raises ImageMissing if gone."""
+    def pixels(self, image: Image, view: str = "") -> bytes:
+        """The image's pixels (stitched when it has two parts), or of a stitch its raw composite
+        (view "raw") or gap mask ("gap"). Raises ImageMissing if gone."""
         files = self.files
         if files.roi is None:
             raise ImageMissing(f"{files.bin_id}: no .roi file")
         data = [read_pixels(files.source, files.roi, p.start, p.width, p.height) for p in image.parts]
         if len(data) == 1:
             return data[0]
-        return stitch(image.parts[0], data[0], image.parts[1], data[1])
+        pasted = composite(image.parts[0], data[0], image.parts[1], data[1])
+        return pasted.raw if view == "raw" else pasted.gap_mask() if view == "gap" else pasted.stitched()
 
-    def read(self, name: str) -> bytes:
-        """The bytes of one entry. Raises ImageMissing when it can no longer be produced as listed."""
-        entry = self.by_name.get(name)
-        if entry is None:
-            raise ImageMissing(f"{self.files.bin_id}: no file {name}")
+    def read(self, entry: Entry | str) -> bytes:
+        """The bytes of one entry (or entry name). Raises ImageMissing when it can no longer be
+        produced as listed."""
+        if isinstance(entry, str):
+            name, entry = entry, self.by_name.get(entry)
+            if entry is None:
+                raise ImageMissing(f"{self.files.bin_id}: no file {name}")
         if entry.image is not None:
-            data = encode_png(entry.image.width, entry.image.height, self.pixels(entry.image))
-        elif name == HDR_JSON:
+            data = encode_png(entry.image.width, entry.image.height, self.pixels(entry.image, entry.view))
+        elif entry.code >> KIND_SHIFT == KIND_PAGE:
+            data = self._page(entry.code & CODE_MASK)
+        elif entry.code == CODE_ZIP:
+            data = self.read_range(entry, 0, entry.size)
+        elif entry.code == CODE_COORDINATES:
+            data = self.coordinates
+        elif entry.code == CODE_HDR_JSON:
             data = self.hdr_json
+        elif entry.code == CODE_RAW_HDR:
+            data = _read_source(self.files, self.files.hdr)
         else:
-            data = adc_mod.parse_adc(_read_source(self.files, self.files.adc), self.files.bin_id.schema).csv
+            data = self._adc().csv
         if len(data) != entry.size:
-            raise ImageMissing(f"{self.files.bin_id}: {name} changed in the source since it was listed")
+            raise ImageMissing(f"{self.files.bin_id}: {entry.name} changed in the source since it was listed")
         return data
+
+    def read_range(self, entry: Entry, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of an entry (fewer at its end). A ranged record produces
+        only the zip members the range overlaps; any other entry is produced whole and sliced."""
+        if not self.is_ranged(entry):
+            return self.read(entry)[offset:offset + length]
+        zipped = self._zipped
+        if zipped is None:
+            made = self._zip_file()
+            zipped = self._zipped = (made, CrcTable(len(made.members)))
+        if zipped[0].size != entry.size:
+            raise ImageMissing(f"{self.files.bin_id}: {entry.name} changed in the source since it was listed")
+        return zipped[0].read(offset, length, zipped[1])
+
+    def _adc(self) -> adc_mod.Adc | None:
+        """The ADC parsed again, as it was seen (`adc.csv` and the zip's `{bin}.csv` are made from
+        it when read, so a kept model holds no ADC rows)."""
+        files = self.files
+        return adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema, final=self.settled) if files.adc else None
+
+    def _zip_file(self) -> StoredZip:
+        """The dashboard zip: its `{bin}.csv` from the ADC parsed again, its PNGs the images'."""
+        images = [(im.target, im.width, im.height) for im in self.images]
+        return bin_zip(self.files.bin_id, self.header, self._adc, images, self._png,
+                       self.files.mtime_ns // 10**9, self.zip_csv_size)
+
+    def _png(self, target: int) -> bytes:
+        """An image's PNG for the zip. The last one is kept: the next ranged read may start inside it."""
+        last = self._last_png
+        if last is not None and last[0] == target:
+            return last[1]
+        image = self._image(target)
+        data = encode_png(image.width, image.height, self.pixels(image))
+        self._last_png = (target, data)
+        return data
+
+    def _image(self, target: int) -> Image:
+        if self._targets is None:
+            self._targets = {im.target: im for im in self.images}
+        return self._targets[target]
+
+    def _page(self, number: int) -> bytes:
+        """Mosaic page `number`: its tiles, as `coordinates.csv` places them, drawn from the images."""
+        width, height, _ = self.mosaic
+
+        def pixels_of(target: int) -> tuple[int, int, bytes]:
+            image = self._image(target)
+            return image.width, image.height, self.pixels(image)
+
+        placements = page_placements(self.coordinates, number)
+        return encode_png(width, height, render_page(placements, width, height, pixels_of))

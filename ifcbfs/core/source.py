@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from .binfilter import BinFilter
 from .errors import BinError
 from .ids import BinId, parse_bin_id, IdentifierError
 
@@ -54,7 +55,7 @@ class Source(ABC):
     """Where raw files live. Folder paths are relative to the source root, '/'-separated."""
 
     location: str  # for messages: a path or a URL
-    remote = False  # True when reads wait on a network (never produce bytes on an event loop)
+    remote = False  # True when reads wait on a network (see holds)
 
     @abstractmethod
     def problem(self) -> str | None:
@@ -130,12 +131,17 @@ def open_source(spec: str, exclude: tuple[str, ...] = (), options: dict | None =
 
 
 class DataRoot:
-    """A tree of raw IFCB files in a source: which folders lead to bins, and which files make a bin."""
+    """A tree of raw IFCB files in a source: which folders lead to bins, and which files make a bin.
+    With a `bin_filter`, only the bins it matches exist, and only the folders that lead to them."""
 
-    def __init__(self, root: "str | Source", include_skipped: bool = False):
-        self.source = open_source(root) if isinstance(root, str) else root
+    def __init__(self, root: "str | Source", include_skipped: bool = False, exclude: str | None = None,
+                 bin_filter: BinFilter = BinFilter()):
+        """`exclude`: a folder never entered (the mountpoint: reading it from the daemon that
+        serves it would wait on itself), when `root` is a path."""
+        self.source = open_source(root, (exclude,) if exclude else ()) if isinstance(root, str) else root
         self.root = self.source.location
         self.include_skipped = include_skipped
+        self.bin_filter = bin_filter
         self.adcmod = self.source.sibling("adcmod")
 
     def _wanted(self, name: str) -> bool:
@@ -149,16 +155,19 @@ class DataRoot:
             stem, dot, ext = _name(f.path).rpartition(".")
             if dot and ext in EXTENSIONS:
                 names.setdefault(stem, {})[ext] = f
-        bins = {}
+        bins, stems = {}, set()
         for stem, files in names.items():
             try:
                 bin_id = parse_bin_id(stem)
             except IdentifierError:
                 continue
+            stems.add(stem)
+            if not self.bin_filter.matches(bin_id):
+                continue
             adc = self._adcmod(folder, stem) or files.get("adc")
             bins[stem] = BinFiles(bin_id, folder, files.get("hdr"), adc, files.get("roi"), self.source)
         subfolders = tuple(d for d in listing.folders
-                           if self._wanted(d) and d not in bins and self.leads_to_bins(_join(folder, d)))
+                           if self._wanted(d) and d not in stems and self.leads_to_bins(_join(folder, d)))
         return Folder(folder, listing.stamp, subfolders, bins)
 
     def _adcmod(self, folder: str, stem: str) -> SourceFile | None:
@@ -168,7 +177,8 @@ class DataRoot:
         return self.adcmod.stat(f"{day}/{stem}.adc.mod")
 
     def leads_to_bins(self, folder: str) -> bool:
-        """True when a bin lies somewhere below `folder`; stops at the first one found."""
+        """True when a bin (one the filter matches) lies somewhere below `folder`; stops at the
+        first one found."""
         try:
             listing = self.source.listdir(folder)
         except SourceUnreadable:
@@ -177,22 +187,28 @@ class DataRoot:
             stem, dot, ext = _name(f.path).rpartition(".")
             if dot and ext in EXTENSIONS:
                 try:
-                    parse_bin_id(stem)
-                    return True
+                    if self.bin_filter.matches(parse_bin_id(stem)):
+                        return True
                 except IdentifierError:
                     pass
         return any(self.leads_to_bins(_join(folder, d)) for d in listing.folders if self._wanted(d))
 
-    def walk(self, folder: str = "") -> Iterator[BinFiles]:
-        """Every bin below `folder`, depth first in name order, lazily; unreadable folders are logged."""
+    def folders(self, folder: str = "") -> Iterator[Folder]:
+        """`folder` and every folder below it that leads to bins, depth first in name order,
+        lazily; unreadable folders are logged and passed over."""
         try:
             found = self.scan(folder)
         except SourceUnreadable as err:
             log.warning("%s", err)
             return
-        yield from found.bins.values()
+        yield found
         for sub in found.folders:
-            yield from self.walk(_join(folder, sub))
+            yield from self.folders(_join(folder, sub))
+
+    def walk(self, folder: str = "") -> Iterator[BinFiles]:
+        """Every bin below `folder`, depth first in name order, lazily."""
+        for found in self.folders(folder):
+            yield from found.bins.values()
 
     def stat_bin(self, files: BinFiles) -> BinFiles:
         """The same bin's files as they are now (for noticing growth or change)."""

@@ -1,12 +1,15 @@
 """Stitching of I-style ROI pairs (SPEC section 5): pair detection, compositing and gap infill.
 
+One compositing function (`composite`) gives the canvas before infill, the gap and the fill
+value; the stitched image, the raw composite and the gap mask are all views of it.
+
 The gap of a stitch is the union box minus two rectangles, so each canvas row holds at most a
 few gap and covered intervals. Infill works on those intervals row by row (O(height) Python
 steps, the pixel work done by slices), never pixel by pixel.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .adc import Roi
 
@@ -34,8 +37,36 @@ def union_box(a: Roi, b: Roi) -> tuple[int, int, int, int]:
     return x0, y0, x1 - x0, y1 - y0
 
 
-def stitch(a: Roi, pixels_a: bytes, b: Roi, pixels_b: bytes) -> bytes:
-    """Pixels (row-major, union-box sized) of the stitch of a pair: a, then b over it, gap filled."""
+class Composite(NamedTuple):
+    """A pair pasted on its union box before infill: the raw canvas (gap pixels 0), the gap as
+    intervals of each row, and the value the infill puts there. QC views and the stitch share it."""
+
+    width: int
+    height: int
+    raw: bytes
+    gaps: tuple[Intervals, ...]
+    fill: int
+
+    def stitched(self) -> bytes:
+        """The stitched image of SPEC section 5: the raw canvas with every gap pixel set to `fill`."""
+        return self._paint(self.raw, self.fill)
+
+    def gap_mask(self) -> bytes:
+        """255 where the gap is, 0 elsewhere: what the infill filled."""
+        return self._paint(bytes(self.width * self.height), 255)
+
+    def _paint(self, canvas: bytes, value: int) -> bytes:
+        if not any(self.gaps):
+            return canvas
+        out, fill, width = bytearray(canvas), bytes([value]) * self.width, self.width
+        for y, row in enumerate(self.gaps):
+            for start, end in row:
+                out[y * width + start:y * width + end] = fill[:end - start]
+        return bytes(out)
+
+
+def composite(a: Roi, pixels_a: bytes, b: Roi, pixels_b: bytes) -> Composite:
+    """Paste a, then b over it, on the union box; find the gap and its fill value (SPEC section 5)."""
     x0, y0, width, height = union_box(a, b)
     canvas = bytearray(width * height)
     boxes = []
@@ -45,8 +76,14 @@ def stitch(a: Roi, pixels_a: bytes, b: Roi, pixels_b: bytes) -> bytes:
             at = (top + row) * width + left
             canvas[at:at + roi.width] = pixels[row * roi.width:(row + 1) * roi.width]
         boxes.append((left, top, left + roi.width, top + roi.height))
-    _infill(canvas, width, height, boxes)
-    return bytes(canvas)
+    covered = [_covered(boxes, y) for y in range(height)]
+    gaps = tuple(_complement(spans, width) for spans in covered)
+    return Composite(width, height, bytes(canvas), gaps, _fill_value(canvas, width, covered, gaps))
+
+
+def stitch(a: Roi, pixels_a: bytes, b: Roi, pixels_b: bytes) -> bytes:
+    """Pixels (row-major, union-box sized) of the stitch of a pair: a, then b over it, gap filled."""
+    return composite(a, pixels_a, b, pixels_b).stitched()
 
 
 def _covered(boxes: list[tuple[int, int, int, int]], y: int) -> Intervals:
@@ -79,11 +116,11 @@ def _intersect(p: Intervals, q: Intervals) -> Intervals:
     return [(max(s, t), min(e, f)) for s, e in p for t, f in q if max(s, t) < min(e, f)]
 
 
-def _infill(canvas: bytearray, width: int, height: int, boxes) -> None:
-    covered = [_covered(boxes, y) for y in range(height)]
-    gaps = [_complement(spans, width) for spans in covered]
+def _fill_value(canvas: bytearray, width: int, covered: list[Intervals], gaps: tuple[Intervals, ...]) -> int:
+    """The rounded mean of the covered pixels that have a gap pixel among their 4 neighbours."""
     if not any(gaps):
-        return
+        return 0
+    height = len(gaps)
     total = count = 0
     for y in range(height):
         edge = [(s - 1, s) for s, e in gaps[y] if s > 0] + [(e, e + 1) for s, e in gaps[y] if e < width]
@@ -93,11 +130,7 @@ def _infill(canvas: bytearray, width: int, height: int, boxes) -> None:
         for start, end in _merge(edge):
             total += sum(canvas[y * width + start:y * width + end])
             count += end - start
-    value = round_half_even(total, count) if count else 0
-    fill = bytes([value]) * width
-    for y in range(height):
-        for start, end in gaps[y]:
-            canvas[y * width + start:y * width + end] = fill[:end - start]
+    return round_half_even(total, count) if count else 0
 
 
 def round_half_even(total: int, count: int) -> int:

@@ -1,8 +1,11 @@
 """The tree ifcbfs shows (SPEC section 7): inodes, names, attributes and content. Plain Python.
 
 Folders and bins are read lazily: a source folder when it is first looked into, a bin (header
-and ADC, never pixels) when its folder is first looked into. Inode numbers are a hash of the
-path in the tree, so they are the same after a remount of the same source with the same options.
+and ADC, never pixels) when its folder is first looked into. Only folders and bins are kept as
+nodes. What a bin folder holds comes from its model (`core.bin.Bin`), which is kept in an LRU
+under a byte budget; the nodes of its files are made on demand. Inode numbers are a hash of the
+folder or bin path with the low bits clear, and a file's inode is its bin's plus the file's code,
+so any inode decodes to (bin, file) and a forgotten or evicted file answers again the same.
 """
 from __future__ import annotations
 
@@ -12,19 +15,28 @@ import logging
 import os
 import stat
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
-from ..core.bin import HDR_JSON, Bin, Entry
+from ..core.bin import Bin, Entry
 from ..core.errors import BinError
+from ..core.mosaic import Mosaic
+from ..core.settle import settled
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
+from ..service import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
 
 log = logging.getLogger("ifcbfs")
 
 ROOT_INO = 1
-DIR, BIN, FILE = "dir", "bin", "file"
+CODE_BITS = 24  # the low bits of an inode: which file of a bin (0: the bin folder itself)
+CODE_MASK = (1 << CODE_BITS) - 1
+DIR, BIN, SUB, FILE = "dir", "bin", "sub", "file"
 BLOCK_SIZE = 1 << 17  # st_blksize: most images fit one read
 INLINE_LIMIT = 1 << 16  # images smaller than this are produced on the event loop (see is_cheap)
+LIVE_SECONDS = 3600  # a bin whose files changed this recently is re-checked at every refresh
+LISTINGS_KEPT = 8  # bin folder listings kept for readdir, which asks for them in slices
 
 
 class FsError(Exception):
@@ -41,25 +53,37 @@ class Options:
     uid: int = 0
     gid: int = 0
     cache_size: int = 256 << 20
+    bin_cache: int = 64 << 20  # bytes of loaded bin models kept (an estimate; see Bin.footprint)
+    umask: int = 0o022  # permission bits taken away: files 0644 and folders 0755, as an export writes them
+    stitch: str = "on"  # one of core.bin.STITCH_MODES
+    mosaic: Mosaic | None = None  # the page shape of mosaic/ in each bin folder; None: no mosaic
+    zip: bool = False  # {bin}.zip in each bin folder
+
+    @property
+    def signature(self) -> str:
+        """The options that shape what a bin folder holds (an index is valid for these only)."""
+        views = (f",mosaic={self.mosaic}" if self.mosaic else "") + (",zip" if self.zip else "")
+        return f"stitch={self.stitch}{views}"
 
 
 class Node:
-    """One inode: a source folder (DIR), a bin folder (BIN) or a file in a bin folder (FILE)."""
+    """One inode. Folders (DIR) and bins (BIN) are kept in the tree; the files (FILE) and
+    sub-folders (SUB) of a bin folder are made on demand from the bin's model."""
 
     __slots__ = ("ino", "parent", "name", "kind", "path", "size", "mtime_ns", "children",
-                 "source", "files", "bin", "entry", "adapter", "_listing")
+                 "source", "files", "model", "entry", "lookups", "listed")
 
     def __init__(self, ino: int, parent: "Node | None", name: str, kind: str, path: str, mtime_ns: int):
         self.ino, self.parent, self.name, self.kind, self.path = ino, parent, name, kind, path
         self.mtime_ns = mtime_ns
         self.size = 0
-        self.children: dict[str, Node] | None = None  # None until loaded
+        self.children: dict[str, Node] | None = None  # DIR: None until loaded
         self.source: str | None = None  # DIR: the source folder it mirrors
         self.files: BinFiles | None = None  # BIN: its raw files
-        self.bin: Bin | None = None  # FILE: the bin model it was listed from
+        self.model: Bin | None = None  # BIN: its model while loaded; FILE, SUB: the one listed from
         self.entry: Entry | None = None  # FILE
-        self.adapter = None  # free for the FUSE adapter (its prebuilt attributes)
-        self._listing: tuple | None = None  # (children dict, its nodes as a tuple)
+        self.lookups = 0  # DIR, BIN: references the kernel holds to it and (BIN) its files
+        self.listed = False  # BIN: its folder has been read at least once
 
     @property
     def is_dir(self) -> bool:
@@ -67,39 +91,65 @@ class Node:
 
     @property
     def mode(self) -> int:
-        return stat.S_IFDIR | 0o555 if self.is_dir else stat.S_IFREG | 0o444
+        """Type and permissions before the mount's umask (writes fail with EROFS all the same)."""
+        return stat.S_IFDIR | 0o777 if self.is_dir else stat.S_IFREG | 0o666
 
     @property
     def blocks(self) -> int:
         return -(-self.size // 512)
 
+    @property
+    def bin(self) -> "Node | None":
+        """The bin node this node is or belongs to."""
+        node = self
+        while node is not None and node.kind != BIN:
+            node = node.parent if node.kind != DIR else None
+        return node
+
 
 def inode_of(path: str) -> int:
-    """A stable inode number for a path in the tree (never 0 or the root's 1)."""
+    """A stable inode number for a folder or bin path in the tree (low CODE_BITS clear)."""
     digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") & (2**63 - 1)) | 2
+    return (int.from_bytes(digest, "little") & (2**63 - 1) & ~CODE_MASK) or (1 << CODE_BITS)
 
 
 class Namespace:
     """The tree over one data root."""
 
-    def __init__(self, root: DataRoot, options: Options = Options()):
+    def __init__(self, root: DataRoot, options: Options = Options(), index=None):
         self.source = root
         self.options = options
+        self.index = index
         self.cache = ByteCache(options.cache_size)
-        self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
-        self._lock = threading.RLock()
+        self.decodes = 0  # files (or zip ranges) produced from pixels: listing must make none
+        self.bins_listed = 0  # bins in a folder listing so far
+        self.bins_loaded = 0  # bins whose folder has been read at least once
+        self.parses = 0  # bins parsed from the source (not taken from the index)
+        self._lock = threading.RLock()  # held only to publish, never while reading the source
+        self._refreshing = threading.Lock()  # one refresh at a time; requests never take it
+        self._said = RateLimitedLog()  # bins found twice (flat layout), each said once
         top = Node(ROOT_INO, None, "", DIR, "", root.stamp(""))
         top.source = ""
-        self.nodes: dict[int, Node] = {ROOT_INO: top}
+        self.nodes: dict[int, Node] = {ROOT_INO: top}  # folders and bins
         self.root = top
+        self._models: OrderedDict[int, Node] = OrderedDict()  # bins with a model, least recent first
+        self._models_size = 0
+        self._listings: OrderedDict[int, tuple] = OrderedDict()  # ino -> (model, nodes)
+        self._live: set[Node] = set()  # bins re-checked at every refresh
+        self._flat_folders: list[str] = []  # flat layout: the source folders its root was read from
+        self._flat_stamp = 0
 
     # --- the questions FUSE asks -------------------------------------------------------
     def node(self, ino: int) -> Node:
         node = self.nodes.get(ino)
-        if node is None:
-            raise FsError(errno.ENOENT, f"no inode {ino}")
-        return node
+        if node is not None:
+            return node
+        bin_node = self.nodes.get(ino & ~CODE_MASK)
+        if bin_node is not None and bin_node.kind == BIN:
+            found = self._inside(bin_node, ino & CODE_MASK)
+            if found is not None:
+                return found
+        raise FsError(errno.ENOENT, f"no inode {ino}")
 
     def lookup(self, parent: int, name: str) -> Node:
         child = self.children(parent).get(name)
@@ -112,39 +162,41 @@ class Namespace:
         node = self.node(ino)
         if node.kind == FILE:
             raise FsError(errno.ENOTDIR)
-        children = node.children
-        return children if children is not None else self.load(node)
+        if node.kind == DIR:
+            children = node.children
+            return children if children is not None else self._load_dir(node)
+        return {child.name: child for child in self.listing(ino)}
 
     def listing(self, ino: int) -> tuple[Node, ...]:
         """The children of a folder in name order, as a tuple (readdir asks for it in slices)."""
-        children = self.children(ino)
-        node = self.nodes[ino]
-        cached = node._listing
-        if cached is None or cached[0] is not children:
-            cached = node._listing = (children, tuple(children.values()))
-        return cached[1]
+        node = self.node(ino)
+        if node.kind == FILE:
+            raise FsError(errno.ENOTDIR)
+        version = self.children(ino) if node.kind == DIR else self.model(node.bin)
+        kept = self._listings.get(ino)
+        if kept is not None and kept[0] is version:
+            self._listings.move_to_end(ino)
+            return kept[1]
+        nodes = tuple(version.values()) if node.kind == DIR else tuple(self._members(node, version))
+        self._listings[ino] = (version, nodes)
+        while len(self._listings) > LISTINGS_KEPT:
+            self._listings.popitem(last=False)
+        return nodes
 
-    def bins_seen(self) -> int:
-        """How many bins the tree has come across so far (for the service status line)."""
-        return sum(1 for node in list(self.nodes.values()) if node.kind == BIN)
+    def mode(self, node: Node) -> int:
+        """The st_mode shown for a node: its type and permissions less the `umask` option."""
+        return node.mode & ~self.options.umask
 
     def is_loaded(self, ino: int) -> bool:
-        node = self.nodes.get(ino)
-        return node is None or node.kind == FILE or node.children is not None
+        """True when answering about `ino` reads nothing from the source."""
+        node = self.nodes.get(ino) or self.nodes.get(ino & ~CODE_MASK)
+        if node is None:
+            return True  # unknown: the answer (ENOENT) costs nothing
+        return node.model is not None if node.kind == BIN else node.children is not None
 
     def is_cheap(self, node: Node) -> bool:
-        """True when producing a file costs less than handing it to a worker thread (~100 us):
-        `hdr.json`, or an image of one ROI under INLINE_LIMIT bytes (most images) whose bytes
-        the source holds (a local file; for a remote one, bytes it has already fetched)."""
-        if node.entry is None:
-            return False
-        image = node.entry.image
-        if image is None:
-            return node.name == HDR_JSON
-        if node.size >= INLINE_LIMIT or len(image.parts) != 1:
-            return False
-        files, part = node.bin.files, image.parts[0]
-        return files.roi is not None and files.source.holds(files.roi, part.start, part.width * part.height)
+        """True when producing a file costs less than handing it to a worker thread (~100 us)."""
+        return node.entry is not None and node.model.is_cheap(node.entry, INLINE_LIMIT)
 
     def read(self, ino: int) -> bytes:
         """The whole content of the file that inode `ino` is now."""
@@ -153,183 +205,385 @@ class Namespace:
     def content(self, node: Node) -> bytes:
         """The whole content of a file, from the cache or produced now (decoding its pixels).
 
-        A file node reads from the bin snapshot it was listed from, and the cache is keyed by
-        the node (a refresh makes new nodes), so bytes always match the size that was listed.
+        A file node reads from the bin model it was listed from, and the cache is keyed by that
+        model, so bytes always match the size that was listed.
         """
         if node.kind != FILE:
             raise FsError(errno.EISDIR)
-        data = self.cache.get(node)
+        key = (node.ino, node.model)
+        data = self.cache.get(key)
         if data is not None:
             return data
+        data = self._produce(node, node.model.read, node.entry)
+        if not node.model.is_ranged(node.entry):  # (a ranged record may be larger than the cache)
+            self.cache.put(key, data)
+        return data
+
+    def is_ranged(self, node: Node) -> bool:
+        """True for a file read by range (`read_range`): never produced or cached whole."""
+        return node.entry is not None and node.model.is_ranged(node.entry)
+
+    def read_range(self, node: Node, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of a file, from the bin model it was listed from."""
+        if node.kind != FILE:
+            raise FsError(errno.EISDIR)
+        return self._produce(node, node.model.read_range, node.entry, offset, length)
+
+    def pieces(self, node: Node, size: int = 1 << 22):
+        """The content of a file in pieces of at most `size` bytes (a ranged one is never whole)."""
+        if not self.is_ranged(node):
+            yield self.content(node)
+            return
+        for offset in range(0, node.size, size):
+            yield self.read_range(node, offset, size)
+
+    def _produce(self, node: Node, produce, *args) -> bytes:
+        """Call the model to produce bytes of a file, with errors as errnos; count decodes."""
         try:
-            data = node.bin.read(node.name)
+            data = produce(*args)
         except SourceUnreadable as err:
             raise FsError(err.errno, f"{node.path}: {err}") from None
         except BinError as err:  # ImageMissing among them: gone since it was listed
             raise FsError(errno.EIO, f"{node.path}: {err}") from None
-        if node.entry.image is not None:
+        if node.model.decodes(node.entry):
             self.decodes += 1
-        self.cache.put(node, data)
         return data
 
-    # --- loading --------------------------------------------------------------------
-    def load(self, node: Node) -> dict[str, Node]:
-        """Load a folder's children (once; a refresh may unload them) and return them."""
+    # --- the kernel's references ---------------------------------------------------------
+    def looked_up(self, node: Node) -> None:
+        """The kernel took a reference to `node` (a lookup or a readdirplus entry)."""
+        held = node if node.kind == DIR else node.bin
+        held.lookups += 1
+
+    def forget(self, ino: int, count: int) -> None:
+        """The kernel dropped `count` references to `ino`. A bin nobody holds leaves memory, and
+        so does what a folder nobody holds has listed (the kernel forgets children first)."""
+        held = self.nodes.get(ino) or self.nodes.get(ino & ~CODE_MASK)
+        if held is None:
+            return
+        held.lookups = max(0, held.lookups - count)
+        if held.lookups:
+            return
         with self._lock:
-            if node.children is None:
-                if node.kind == BIN:
-                    self._load_bin(node)
-                elif node is self.root and self.options.layout == "flat":
-                    self._load_flat(node)
-                else:
-                    self._load_dir(node)
-            return node.children
+            if held.kind == BIN:
+                self._unload(held)
+                held = held.parent
+            while held is not None and held is not self.root and held.lookups == 0 \
+                    and held.children is not None and not self._held_below(held):
+                for child in held.children.values():
+                    self._drop(child)
+                held.children = None
+                self._listings.pop(held.ino, None)
+                held = held.parent
+
+    def _held_below(self, node: Node) -> bool:
+        return any(child.lookups or (child.kind == DIR and child.children and self._held_below(child))
+                   for child in (node.children or {}).values())
+
+    # --- loading --------------------------------------------------------------------
+    def model(self, bin_node: Node) -> Bin:
+        """The bin's model: kept, from the index, or parsed now (outside the tree's lock)."""
+        model = bin_node.model
+        if model is not None:
+            with self._lock:
+                if bin_node.ino in self._models:
+                    self._models.move_to_end(bin_node.ino)
+            return model
+        files = bin_node.files
+        model = self._load_model(bin_node.path, files)
+        with self._lock:
+            if bin_node.files is files and bin_node.model is None:
+                self._keep(bin_node, model)
+            return bin_node.model or model
+
+    def _load_model(self, path: str, files: BinFiles) -> Bin:
+        """A bin's model from the index, or parsed (reads the source: call with no lock held).
+        What is wrong with it is logged, once per bin however often it is read."""
+        final = settled(files, time.time())
+        model = self.index.get(path, files) if self.index is not None else None
+        if model is not None and (model.settled or not final):
+            return model
+        self.parses += 1
+        try:
+            model = Bin.load(files, self.options.stitch, self.options.mosaic, self.options.zip, final)
+        except SourceUnreadable as err:
+            raise FsError(err.errno, str(err)) from None
+        if model.problems:
+            log_bad_bin(log, path, "damaged: " + "; ".join(model.problems))
+        if self.index is not None:
+            self.index.put(path, files, model)
+        return model
+
+    def _keep(self, bin_node: Node, model: Bin) -> None:
+        if not bin_node.listed:
+            bin_node.listed = True
+            self.bins_loaded += 1
+        bin_node.model = model
+        self._models[bin_node.ino] = bin_node
+        self._models_size += model.footprint
+        if time.time_ns() - bin_node.files.mtime_ns < LIVE_SECONDS * 10**9:
+            self._live.add(bin_node)
+        while self._models_size > self.options.bin_cache and len(self._models) > 1:
+            _, oldest = self._models.popitem(last=False)
+            self._models_size -= oldest.model.footprint
+            oldest.model = None
+
+    def _unload(self, bin_node: Node) -> None:
+        if self._models.pop(bin_node.ino, None) is not None:
+            self._models_size -= bin_node.model.footprint
+        bin_node.model = None
+
+    def _members(self, parent: Node, model: Bin) -> list[Node]:
+        """The nodes of a bin folder (or of a sub-folder of it), in name order."""
+        bin_node = parent.bin
+        prefix = "" if parent.kind == BIN else parent.name + "/"
+        nodes, subs = [], set()
+        for entry in model.entries:
+            if not entry.name.startswith(prefix):
+                continue
+            rest = entry.name[len(prefix):]
+            sub, slash, _ = rest.partition("/")
+            if slash:
+                if sub not in subs:
+                    subs.add(sub)
+                    nodes.append(self._sub(bin_node, model, sub))
+            else:
+                nodes.append(self._file(bin_node, parent, model, entry))
+        return sorted(nodes, key=lambda n: n.name)
+
+    def _inside(self, bin_node: Node, code: int) -> Node | None:
+        """The file or sub-folder with `code` in a bin folder (loading the bin if needed)."""
+        try:
+            model = self.model(bin_node)
+        except FsError:
+            return None
+        entry = model.by_code.get(code)
+        if entry is not None:
+            head, slash, _ = entry.name.rpartition("/")
+            parent = self._sub(bin_node, model, head) if slash else bin_node
+            return self._file(bin_node, parent, model, entry)
+        sub = model.folder_of_code(code)
+        return self._sub(bin_node, model, sub) if sub is not None else None
+
+    def _file(self, bin_node: Node, parent: Node, model: Bin, entry: Entry) -> Node:
+        node = Node(bin_node.ino | entry.code, parent, entry.name.rpartition("/")[2], FILE,
+                    f"{bin_node.path}/{entry.name}", bin_node.mtime_ns)
+        node.model, node.entry, node.size = model, entry, entry.size
+        return node
+
+    def _sub(self, bin_node: Node, model: Bin, name: str) -> Node:
+        node = Node(bin_node.ino | model.folder_code(name), bin_node, name, SUB,
+                    f"{bin_node.path}/{name}", bin_node.mtime_ns)
+        node.model = model
+        return node
 
     def _add(self, parent: Node, name: str, kind: str, mtime_ns: int) -> Node:
         path = f"{parent.path}/{name}" if parent.path else name
         ino = inode_of(path)
         while ino in self.nodes and self.nodes[ino].path != path:  # a 64-bit collision: never seen
-            ino = (ino + 1) & (2**63 - 1) | 2
+            ino = (ino + (1 << CODE_BITS)) & (2**63 - 1)
+        old = self.nodes.get(ino)
+        if old is not None and old.kind == kind:
+            return old  # a re-read folder keeps its nodes (and what the kernel holds of them)
         node = Node(ino, parent, name, kind, path, mtime_ns)
         self.nodes[ino] = node
         return node
 
     def _bin_node(self, parent: Node, files: BinFiles) -> Node:
         node = self._add(parent, str(files.bin_id), BIN, files.mtime_ns)
-        node.files = files
+        if node.files is None:
+            node.files = files
+            self.bins_listed += 1
         return node
 
-    def _load_dir(self, node: Node) -> None:
-        node.children = self._scan_dir(node)
+    def _read_dir(self, node: Node) -> tuple[int, dict[str, int], list[tuple[str, BinFiles]]]:
+        """What a folder holds in the source: (its stamp, sub-folder stamps, bins). The flat root
+        holds every bin; its stamp then sums every source folder's, so any change shows."""
+        if node is self.root and self.options.layout == "flat":
+            found, stamps = [], []
+            for folder in self.source.folders():
+                stamps.append((folder.path, folder.mtime_ns))
+                found.extend(folder.bins.items())
+            self._flat_folders = [path for path, _ in stamps]
+            return _stamp_of_all(stamps), {}, found
+        folder = self.source.scan(node.source)
+        subs = {name: self.source.stamp(f"{node.source}/{name}" if node.source else name) for name in folder.folders}
+        return folder.mtime_ns, subs, list(folder.bins.items())
 
-    def _scan_dir(self, node: Node) -> dict[str, Node]:
+    def _load_dir(self, node: Node) -> dict[str, Node]:
         try:
-            folder = self.source.scan(node.source)
+            stamp, folders, found = self._read_dir(node)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
-        children = {}
-        for name in folder.folders:
+        with self._lock:
+            if node.children is None:
+                self._set_stamp(node, stamp)
+                node.children = self._publish_dir(node, folders, found)
+            return node.children
+
+    def _stamp_of(self, node: Node) -> int:
+        """The folder's change stamp now (the flat root's covers every source folder)."""
+        if node is self.root and self.options.layout == "flat":
+            return _stamp_of_all([(f, self.source.stamp(f)) for f in self._flat_folders])
+        return self.source.stamp(node.source)
+
+    def _set_stamp(self, node: Node, stamp: int) -> None:
+        if node is self.root and self.options.layout == "flat":
+            self._flat_stamp = stamp
+        elif stamp:
+            node.mtime_ns = stamp
+
+    def _publish_dir(self, node: Node, folders: dict[str, int], found) -> dict[str, Node]:
+        children: dict[str, Node] = {}
+        for name, stamp in folders.items():
             sub = f"{node.source}/{name}" if node.source else name
-            child = self._add(node, name, DIR, self.source.stamp(sub))
+            child = self._add(node, name, DIR, stamp)
             child.source = sub
             children[name] = child
-        for name, files in folder.bins.items():
-            children[name] = self._bin_node(node, files)
-        node.mtime_ns, node.adapter = folder.mtime_ns, None
-        return dict(sorted(children.items()))
-
-    def _load_flat(self, node: Node) -> None:
-        children: dict[str, Node] = {}
-        for files in self.source.walk():
-            name = str(files.bin_id)
+        for name, files in found:
             if name in children:
                 kept = children[name].files.folder or "."
-                log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
+                if self._said.first_time(f"{name} {files.folder}"):
+                    log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
                 continue
             children[name] = self._bin_node(node, files)
-        node.children = dict(sorted(children.items()))
+        return dict(sorted(children.items()))
 
-    def _load_bin(self, node: Node) -> None:
-        try:
-            model = Bin.load(node.files)
-        except SourceUnreadable as err:
-            raise FsError(err.errno, str(err)) from None
-        if model.skipped_lines:
-            log.info("%s: %d ADC lines do not parse and are skipped", node.files.bin_id, model.skipped_lines)
-        children = {}
-        mtime_ns = node.files.mtime_ns
-        for entry in model.entries:
-            child = self._add(node, entry.name, FILE, mtime_ns)
-            child.entry, child.size, child.bin = entry, entry.size, model
-            children[entry.name] = child
-        node.children = children
+    def status(self) -> str:
+        """Bins listed (in a folder listing so far) and loaded (header and ADC read), counted as
+        the tree changes: the service status line asks every few seconds, in constant time."""
+        indexed = f", {self.index.records} in the index" if self.index is not None else ""
+        return f"{self.bins_listed} bins listed, {self.bins_loaded} loaded{indexed}"
 
     # --- noticing change in the source ------------------------------------------------
-    def refresh(self) -> list[tuple]:
-        """Re-check every loaded folder and bin against the source; apply what changed.
+    def refresh(self, everything: bool = False) -> list[tuple]:
+        """Re-check what can change: loaded folders (by their stamp) and bins whose files changed
+        within LIVE_SECONDS (`everything`: every loaded bin too). Apply what changed. The source
+        is read outside the tree's lock; only publishing takes it.
 
         Returns what the kernel must forget: ("inode", ino) and ("entry", parent_ino, name).
         """
-        changes: list[tuple] = []
-        with self._lock:
-            for node in [n for n in self.nodes.values() if n.children is not None]:
-                if node.ino not in self.nodes:
-                    continue  # dropped by an earlier change in this pass
-                if node.kind == BIN:
-                    self._refresh_bin(node, changes)
-                elif node is not self.root or self.options.layout == "mirror":
-                    self._refresh_dir(node, changes)
-        return changes
+        with self._refreshing:
+            changes: list[tuple] = []
+            replaced: list[tuple[Node, Bin | None]] = []
+            folders = [n for n in list(self.nodes.values()) if n.kind == DIR and n.children is not None]
+            for node in folders:
+                self._refresh_dir(node, changes, replaced)
+            bins = list(self._models.values()) if everything else list(self._live)
+            now = time.time()
+            for node in bins:
+                files = self.source.stat_bin(node.files)
+                if files == node.files:
+                    model = node.model
+                    if model is not None and not model.settled and settled(files, now):
+                        with self._lock:  # loaded while growing, now settled: load it as final
+                            replaced.append((node, self._replace_files(node, files, changes)))
+                    elif now - files.mtime_ns / 1e9 >= LIVE_SECONDS:
+                        self._live.discard(node)
+                elif any((files.hdr, files.adc, files.roi)):  # (a bin that is gone goes with its folder)
+                    with self._lock:
+                        replaced.append((node, self._replace_files(node, files, changes)))
+            for node, old in replaced:
+                self._changed_entries(node, old, changes)
+            return changes
 
-    def _refresh_dir(self, node: Node, changes: list) -> None:
-        stamp = self.source.stamp(node.source)
-        if stamp and stamp == node.mtime_ns:
-            return
-        old = node.children
+    def _refresh_dir(self, node: Node, changes: list, replaced: list) -> None:
+        stamp = self._flat_stamp if node is self.root and self.options.layout == "flat" else node.mtime_ns
         try:
-            fresh = self._scan_dir(node)
-        except FsError as err:
+            now = self._stamp_of(node)
+            if now and now == stamp:
+                return
+            _, folders, found = self._read_dir(node)
+        except SourceUnreadable as err:
             if err.errno == errno.EIO:
                 return  # the source did not answer (an object store's outage): try again later
-            fresh = {}
-        for name, child in old.items():
-            new = fresh.get(name)
-            if new is None or new.kind != child.kind:
-                self.forget(child)
-                changes.append(("entry", node.ino, name))
-            else:
-                fresh[name] = child  # keep the node; a loaded bin is re-checked by _refresh_bin
-                if child.kind == BIN and child.children is None and new.files != child.files:
-                    child.files, child.mtime_ns, child.adapter = new.files, new.mtime_ns, None
-                    changes.append(("inode", child.ino))
-                self.nodes[child.ino] = child
-        node.children = fresh  # published whole: readers never see it half built
-        changes.append(("inode", node.ino))
+            now, folders, found = 0, {}, []
+        with self._lock:
+            old = node.children or {}
+            fresh = self._publish_dir(node, folders, found)
+            self._set_stamp(node, now)
+            for name, files in found:  # a re-read folder is how a settled bin is seen to change
+                child = fresh.get(name)
+                if child is not None and child is old.get(name) and child.files != files and child.files.folder == files.folder:
+                    replaced.append((child, self._replace_files(child, files, changes)))
+            if list(fresh) == list(old) and all(fresh[k] is old[k] for k in fresh):
+                return
+            for name, child in old.items():
+                if fresh.get(name) is not child:
+                    self._drop(child)
+                    changes.append(("entry", node.ino, name))
+            node.children = fresh  # published whole: readers never see it half built
+            changes.append(("inode", node.ino))
 
-    def _refresh_bin(self, node: Node, changes: list) -> None:
-        files = self.source.stat_bin(node.files)
-        if files == node.files:
+    def _replace_files(self, node: Node, files: BinFiles, changes: list) -> Bin | None:
+        """Point a bin at its files as they are now; returns the model it had (under the lock)."""
+        old = node.model
+        node.files, node.mtime_ns = files, files.mtime_ns
+        self._unload(node)
+        self._live.add(node)
+        self._listings.pop(node.ino, None)
+        changes.append(("inode", node.ino))
+        return old
+
+    def _changed_entries(self, node: Node, old: Bin | None, changes: list) -> None:
+        """After a bin changed: the kernel forgets its files' attributes and the names now gone."""
+        if old is None:
             return
-        if not any((files.hdr, files.adc, files.roi)):
-            return  # gone: its folder's refresh removes it
-        old = node.children
-        node.files, node.mtime_ns, node.adapter = files, files.mtime_ns, None
-        node.children = None
         try:
-            self._load_bin(node)
+            new = self.model(node)
+            names = {e.name for e in new.entries}
         except FsError:
-            node.children = {}
-        for name, child in old.items():
-            self.cache.discard(child)
-            new = node.children.get(name)
-            if new is None:
-                self.forget(child)
-                changes.append(("entry", node.ino, name))
-            else:
-                changes.append(("inode", child.ino))
-        changes.append(("inode", node.ino))
+            new, names = None, set()
+        folders = {name.rpartition("/")[0] for name in names}
+        gone_folders = set()
+        for entry in old.entries:
+            changes.append(("inode", node.ino | entry.code))
+            if entry.name not in names:
+                head, slash, tail = entry.name.rpartition("/")
+                parent = node.ino | old.folder_code(head) if slash else node.ino
+                changes.append(("entry", parent, tail))
+                if slash and head not in folders and head not in gone_folders:
+                    gone_folders.add(head)
+                    changes.append(("entry", node.ino, head))
 
+    def _drop(self, node: Node) -> None:
+        """Take a folder or bin (and everything below it) out of the tree."""
+        self.nodes.pop(node.ino, None)
+        if node.kind == BIN:
+            self._unload(node)
+            self._live.discard(node)
+            self.bins_listed -= 1
+            self.bins_loaded -= node.listed
+        for child in (node.children or {}).values():
+            self._drop(child)
+
+    # --- export -------------------------------------------------------------------------
     def load_bin(self, path: str, files: BinFiles) -> Node:
-        """The loaded folder node of one bin at `path` in the tree, built on its own (export
-        uses it to work bin by bin in other processes); `forget` it when done."""
+        """The node of one bin at `path` in the tree, loaded on its own (export uses it to work
+        bin by bin in other processes); `release` it when done."""
         node = Node(inode_of(path), self.root, path.rpartition("/")[2], BIN, path, files.mtime_ns)
         node.files = files
         self.nodes[node.ino] = node
         try:
-            self.load(node)
+            self.model(node)
         except BaseException:
-            self.forget(node)
+            self.release(node)
             raise
         return node
 
-    def forget(self, node: Node) -> None:
-        """Drop a node and everything below it from the tree and the cache."""
-        self.nodes.pop(node.ino, None)
-        self.cache.discard(node)
-        for child in (node.children or {}).values():
-            self.forget(child)
+    def release(self, node: Node) -> None:
+        """Drop a bin loaded by `load_bin`, and its produced files."""
+        with self._lock:
+            self._drop(node)
 
     def drop_caches(self) -> None:
         """Forget decoded content (SIGHUP); the tree is re-checked by `refresh`."""
         self.cache.clear()
 
+
+def _stamp_of_all(stamps: list[tuple[str, int]]) -> int:
+    """One stamp for many folders: 0 (cannot tell) if any of them has none."""
+    if not stamps or not all(stamp for _, stamp in stamps):
+        return 0
+    digest = hashlib.blake2b(repr(stamps).encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") | 1

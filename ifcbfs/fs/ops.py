@@ -10,7 +10,7 @@ import pyfuse3
 import trio
 
 from ..service import log_bad_bin
-from .namespace import BLOCK_SIZE, FILE, ROOT_INO, FsError, Namespace, Node
+from .namespace import BLOCK_SIZE, CODE_MASK, FILE, ROOT_INO, FsError, Namespace, Node
 
 log = logging.getLogger("ifcbfs")
 TIMEOUT = 3600.0  # entry/attr cache time: the watcher invalidates what changes
@@ -59,6 +59,7 @@ class Operations(pyfuse3.Operations):
     def __init__(self, ns: Namespace, workers: int = 2, debug: bool = False):
         super().__init__()
         self.ns = ns
+        self.uid, self.gid = ns.options.uid, ns.options.gid
         self.debug = debug
         self.limiter = trio.CapacityLimiter(workers)
         self._opened: dict[int, pyfuse3.FileInfo] = {}  # images: fh is the inode, one FileInfo for all opens
@@ -66,60 +67,81 @@ class Operations(pyfuse3.Operations):
         self._handles = 1 << 63  # their fh numbers, above every inode number
 
     def _node_of(self, args) -> Node | None:
+        """The folder or bin a request is about (a file's bin), without loading anything."""
         for arg in args:
-            if isinstance(arg, int) and arg in self.ns.nodes:
-                return self.ns.nodes[arg]
+            if isinstance(arg, int):
+                node = self._pinned.get(arg) or self.ns.nodes.get(arg)
+                if node is None and self.ns.is_loaded(arg):
+                    try:
+                        node = self.ns.node(arg)
+                    except FsError:
+                        pass
+                node = node or self.ns.nodes.get(arg & ~CODE_MASK)
+                if node is not None:
+                    return node
         return None
 
     def describe(self, args, folder: bool = False) -> str:
         """The path a request is about, for its log line; with `folder`, the bin folder of a
         file (problems are logged once per bin)."""
         node = self._node_of(args)
-        if folder and node is not None and node.kind == FILE:
-            node = node.parent
+        if node is not None and folder and node.kind == FILE:
+            node = node.bin
         return (node.path or "/") if node else repr(args[:2])
 
     def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
-        attr = node.adapter
-        if attr is None:
-            attr = pyfuse3.EntryAttributes()
-            attr.st_ino = node.ino
-            attr.generation = 0
-            attr.entry_timeout = attr.attr_timeout = TIMEOUT
-            attr.st_mode = node.mode
-            attr.st_nlink = 1
-            attr.st_uid, attr.st_gid = self.ns.options.uid, self.ns.options.gid
-            attr.st_size = node.size
-            attr.st_blksize = BLOCK_SIZE
-            attr.st_blocks = node.blocks
-            attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.mtime_ns
-            node.adapter = attr
+        """A node's attributes, made anew each time (none is kept per file)."""
+        attr = pyfuse3.EntryAttributes()
+        attr.st_ino = node.ino
+        attr.entry_timeout = attr.attr_timeout = TIMEOUT
+        attr.st_mode = self.ns.mode(node)
+        attr.st_nlink = 1
+        attr.st_uid, attr.st_gid = self.uid, self.gid
+        attr.st_size = node.size
+        attr.st_blksize = BLOCK_SIZE
+        attr.st_blocks = node.blocks
+        attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.mtime_ns
         return attr
+
+    def _entry(self, node: Node) -> pyfuse3.EntryAttributes:
+        """Attributes for a reply that gives the kernel a reference to the node (lookup)."""
+        self.ns.looked_up(node)
+        return self.attributes(node)
 
     async def _loaded(self, ino: int) -> dict:
         if not self.ns.is_loaded(ino):
-            await trio.to_thread.run_sync(self.ns.children, ino, limiter=self.limiter)
+            return await trio.to_thread.run_sync(self.ns.children, ino, limiter=self.limiter)
         return self.ns.children(ino)
+
+    async def _node(self, ino: int) -> Node:
+        """The node of an inode; a file of a bin that is not in memory is loaded in a thread."""
+        if not self.ns.is_loaded(ino):
+            return await trio.to_thread.run_sync(self.ns.node, ino, limiter=self.limiter)
+        return self.ns.node(ino)
 
     @_guard
     async def lookup(self, parent_inode, name, ctx=None):
         if name == b".":
-            return self.attributes(self.ns.node(parent_inode))
+            return self._entry(self.ns.node(parent_inode))
         if name == b"..":
             node = self.ns.node(parent_inode)
-            return self.attributes(node.parent or node)
+            return self._entry(node.parent or node)
         child = (await self._loaded(parent_inode)).get(os.fsdecode(name))
         if child is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return self.attributes(child)
+        return self._entry(child)
+
+    async def forget(self, inode_list):
+        for inode, count in inode_list:
+            self.ns.forget(inode, count)
 
     @_guard
     async def getattr(self, inode, ctx=None):
-        return self.attributes(self.ns.node(inode))
+        return self.attributes(await self._node(inode))
 
     @_guard
     async def opendir(self, inode, ctx):
-        if not self.ns.node(inode).is_dir:
+        if not (await self._node(inode)).is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         await self._loaded(inode)
         return inode
@@ -132,6 +154,7 @@ class Operations(pyfuse3.Operations):
             child = children[index]
             if not pyfuse3.readdir_reply(token, os.fsencode(child.name), self.attributes(child), index + 1):
                 break
+            self.ns.looked_up(child)  # a readdirplus entry is a reference, like a lookup
 
     async def releasedir(self, fh):
         if self.debug:
@@ -147,15 +170,15 @@ class Operations(pyfuse3.Operations):
     async def _open(self, inode, flags):
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
-        node = self.ns.node(inode)
+        node = await self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
         if len(self._opened) >= OPENED_LIMIT:
             self._opened.clear()  # bounded memory on huge trees; rebuilt as files are opened
-        if node.entry.image is None:
-            # hdr.json and adc.csv change as a bin grows. Each open reads the version that was
-            # current when it opened (a handle of its own), past the page cache, which would
-            # zero-fill a page read from an older, shorter version.
+        if node.entry.grows:
+            # hdr.json, adc.csv, the mosaic and the zip change as a bin grows. Each open reads
+            # the version that was current when it opened (a handle of its own), past the page
+            # cache, which would zero-fill a page read from an older, shorter version.
             self._handles += 1
             self._pinned[self._handles] = node
             return pyfuse3.FileInfo(fh=self._handles, direct_io=True)
@@ -164,7 +187,9 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def read(self, fh, off, size):
-        node = self._pinned.get(fh) or self.ns.node(fh)  # a pinned text file, or an image by inode
+        node = self._pinned.get(fh) or await self._node(fh)  # a pinned text file, or an image by inode
+        if self.ns.is_ranged(node):  # (the zip) only the bytes asked for, never the whole file
+            return await trio.to_thread.run_sync(self.ns.read_range, node, off, size, limiter=self.limiter)
         data = self.ns.cache.get(node)
         if data is None:
             if self.ns.is_cheap(node):  # cheaper than the hop to a worker thread and back
@@ -182,16 +207,16 @@ class Operations(pyfuse3.Operations):
     async def access(self, inode, mode, ctx):
         if mode & os.W_OK:
             raise pyfuse3.FUSEError(errno.EROFS)
-        self.ns.node(inode)
+        await self._node(inode)
 
     @_guard
     async def statfs(self, ctx):
+        """No capacity, as proc and sysfs report it: generated files fill nothing, so df shows
+        0 blocks and '-' for use, never 100 % full (and it costs nothing on a huge tree)."""
         st = pyfuse3.StatvfsData()
         st.f_bsize = st.f_frsize = 512
-        st.f_blocks = sum(n.blocks for n in list(self.ns.nodes.values()))
-        st.f_bfree = st.f_bavail = 0
-        st.f_files = len(self.ns.nodes)
-        st.f_ffree = st.f_favail = 0
+        st.f_blocks = st.f_bfree = st.f_bavail = 0
+        st.f_files = st.f_ffree = st.f_favail = 0
         st.f_namemax = 255
         return st
 
@@ -199,12 +224,12 @@ class Operations(pyfuse3.Operations):
     async def getxattr(self, inode, name, ctx):
         if inode == ROOT_INO and name == DECODES_XATTR:
             return str(self.ns.decodes).encode()
-        self.ns.node(inode)
+        await self._node(inode)
         raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
 
     @_guard
     async def listxattr(self, inode, ctx):
-        self.ns.node(inode)
+        await self._node(inode)
         return [DECODES_XATTR] if inode == ROOT_INO else []
 
 
@@ -213,14 +238,20 @@ for _name in ("setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename
     setattr(Operations, _name, _read_only(_name))
 
 
+async def apply_changes(ops: Operations, everything: bool = False) -> None:
+    """Re-check the source (`everything`: every loaded bin too), apply what changed and make
+    the kernel forget it (in worker threads)."""
+    changes = await trio.to_thread.run_sync(ops.ns.refresh, everything, limiter=ops.limiter)
+    if changes:
+        await trio.to_thread.run_sync(invalidate, changes)
+
+
 async def watch(ops: Operations, interval: float) -> None:
     """Every `interval` seconds, apply changes in the source and make the kernel forget them."""
     while True:
         await trio.sleep(interval)
         try:
-            changes = await trio.to_thread.run_sync(ops.ns.refresh, limiter=ops.limiter)
-            if changes:
-                await trio.to_thread.run_sync(invalidate, changes)
+            await apply_changes(ops)
         except Exception as err:  # a failed re-check must not end the daemon: try again later
             log_bad_bin(log, "refresh", f"re-checking the source failed: {type(err).__name__}: {err}")
 

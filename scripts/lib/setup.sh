@@ -5,7 +5,7 @@
 #     source "$(dirname "$0")/lib/setup.sh"
 #
 # Makes sure the system packages, /dev/fuse and the project's virtualenv
-# (.venv at the repository root, with `pip install -e '.[EXTRAS]'`) are in place.
+# (.venv at the repository root, with `pip install -e '.[test,products,s3]'`) are in place.
 # Every step is skipped when its result is already there, so a second run takes
 # well under a second. Prints one line per step; when a step fails, its full
 # output is shown and sourcing returns non-zero.
@@ -13,21 +13,21 @@
 # Exports IFCBFS_ROOT (repository root), IFCBFS_VENV (the virtualenv) and puts
 # "$IFCBFS_VENV/bin" first in PATH.
 #
-# Environment knobs:
+# Knobs (environment, or shell variables set before sourcing):
 #   IFCBFS_PYTHON       interpreter used to create .venv (default: python3 on
 #                       PATH if usable, else /usr/bin/python3)
 #   IFCBFS_SKIP_APT=1   do not check or install Debian packages
+#   IFCBFS_SETUP_STEPS=system
+#                       only the system packages and /dev/fuse (scripts/install
+#                       makes a virtualenv of its own); no .venv, PATH unchanged
 
 IFCBFS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 IFCBFS_VENV="$IFCBFS_ROOT/.venv"
 export IFCBFS_ROOT IFCBFS_VENV
 
-# The project's optional extras the tests need (pyproject.toml [project.optional-dependencies]).
-_ifcbfs_extras="test,s3"
-
 # Debian packages needed to build pyfuse3, mount, and run the tests.
-# systemd provides systemd-analyze (used to check the unit files).
-_ifcbfs_apt_packages=(fuse3 libfuse3-dev pkg-config python3-venv python3-dev gcc rsync pngcheck systemd)
+# systemd provides systemd-analyze (used to check the unit files); unzip tests the zips.
+_ifcbfs_apt_packages=(fuse3 libfuse3-dev pkg-config python3-venv python3-dev gcc rsync pngcheck unzip systemd)
 
 _ifcbfs_say() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -158,15 +158,19 @@ _ifcbfs_setup_venv() {
     fi
 }
 
+# The extras installed with the project: the tests, the readers of product files, object storage.
+_ifcbfs_extras="test,products,s3"
+
 _ifcbfs_setup_install() {
     local stamp="$IFCBFS_VENV/.ifcbfs-install-stamp" want have=""
+    # The stamp names the extras too, so installing another set is not taken as up to date.
     want="$(sha256sum "$IFCBFS_ROOT/pyproject.toml" | cut -d' ' -f1) [$_ifcbfs_extras]"
     [ -f "$stamp" ] && have="$(cat "$stamp")"
     if [ "$want" = "$have" ] && [ -x "$IFCBFS_VENV/bin/ifcbfs" ]; then
         _ifcbfs_say "python packages: up to date"
         return 0
     fi
-    _ifcbfs_say "python packages: pip install -e '.[$_ifcbfs_extras]' (pyproject.toml changed or never installed)"
+    _ifcbfs_say "python packages: pip install -e '.[$_ifcbfs_extras]' (pyproject.toml or extras changed, or never installed)"
     rm -f "$stamp"
     _ifcbfs_run "pip install -e '.[$_ifcbfs_extras]'" \
         env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
@@ -181,21 +185,25 @@ _ifcbfs_setup() {
     if command -v flock >/dev/null 2>&1 && exec {lock_fd}<"${BASH_SOURCE[0]}"; then
         flock -w 900 "$lock_fd" || true
     fi
-    { _ifcbfs_setup_apt && _ifcbfs_setup_fuse && _ifcbfs_setup_venv && _ifcbfs_setup_install; } || rc=$?
+    if [ "${IFCBFS_SETUP_STEPS:-all}" = system ]; then
+        { _ifcbfs_setup_apt && _ifcbfs_setup_fuse; } || rc=$?
+    else
+        { _ifcbfs_setup_apt && _ifcbfs_setup_fuse && _ifcbfs_setup_venv && _ifcbfs_setup_install; } || rc=$?
+    fi
     if [ -n "$lock_fd" ]; then
         exec {lock_fd}<&-
     fi
     return "$rc"
 }
 
-if _ifcbfs_setup; then
+if ! _ifcbfs_setup; then
+    _ifcbfs_say "setup failed; see above"
+    return 1
+elif [ "${IFCBFS_SETUP_STEPS:-all}" != system ]; then
     case ":$PATH:" in
         "$IFCBFS_VENV/bin:"*) ;;
         *) PATH="$IFCBFS_VENV/bin:$PATH" ;;
     esac
     export PATH
     unset PYTHONHOME
-else
-    _ifcbfs_say "setup failed; see above"
-    return 1
 fi
