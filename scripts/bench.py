@@ -63,8 +63,9 @@ subjects are interleaved; every "cold" pass uses a fresh mount):
 --s3 measures an object store instead: the same dataset uploaded to a SeaweedFS on localhost
 (started and stopped by the benchmark, as in the tests), read cold and warm by --readers
 readers on an s3:// mount (with read-ahead, and with readahead=0) and on the local mount, in
-the same run; the walk + lstat of every entry (listing time); GET and LIST requests per image
-from the server's metrics. Target: s3 / local cold read with --readers readers >= 0.5.
+the same run; the walk + lstat of every entry (listing time) on a fresh mount with a new index
+and again with that index warm; GET and LIST requests per image from the server's metrics.
+Target: s3 / local cold read with --readers readers >= 0.5.
 
 Targets: cold 1 reader / export >= 1.0; cold 4 readers / export >= 1.6;
 warm / ceiling (same readers) >= 0.9; stat / ceiling >= 0.9; peak RSS <= 150 MB;
@@ -644,18 +645,21 @@ class Bench:
         for key in [k for k in os.environ if k.startswith("AWS_")]:
             del os.environ[key]
         os.environ.update(aws_env(base={}))  # the daemons' credentials: the server's, nothing else
+        os.environ["XDG_CACHE_HOME"] = os.path.join(self.work, "cache")  # no index outside this run
         url, opts = f"s3://{BUCKET}/bench", f"endpoint={self.server.endpoint}"
-        with self.daemon("ifcbfs", src).start() as d:
+        with self.daemon("ifcbfs", src, "index=off").start() as d:
             self.plan(manifest_of(d.mnt))
         counter = self.server.requests
         for p in range(a.passes):
             log(f"pass {p + 1}/{a.passes}")
-            self.parallel_passes("ifcbfs", src, "images")
-            self.parallel_passes("s3", url, "images", opts, counter)
+            self.parallel_passes("ifcbfs", src, "images", "index=off")
+            self.parallel_passes("s3", url, "images", f"{opts},index=off", counter)
             if p == 0:  # for reference, once: a GET per image is slow (see the README)
-                self.parallel_passes("s3-exact", url, "images", f"{opts},readahead=0", counter)
-            self.stat_pass("ifcbfs", src)
-            self.stat_pass("s3", url, opts, counter)
+                self.parallel_passes("s3-exact", url, "images", f"{opts},index=off,readahead=0", counter)
+            for kind, source, kind_opts in (("ifcbfs", src, "index="), ("s3", url, f"{opts},index=")):
+                index = os.path.join(self.work, f"{kind}-{p}.sqlite")  # new, then warm
+                for step in (kind, f"{kind}-indexed"):
+                    self.stat_pass(step, source, kind_opts + index, counter if kind == "s3" else None)
             log("  " + ", ".join(f"{key} {s.values[-1]:.4g}" for key, s in self.s.items()
                                  if s.values and "cpu" not in key and "rss" not in key))
         version = subprocess.run([self.server.binary, "version"], capture_output=True, text=True).stdout
@@ -674,15 +678,20 @@ class Bench:
             ("s3 GET requests per image, readahead=0", "s3-exact.per_image_gets"),
             ("s3 LIST requests per image, cold", "s3.per_image_lists"),
             ("local listing: walk + lstat of every entry", "ifcbfs.stat_time"),
+            ("local listing, warm index", "ifcbfs-indexed.stat_time"),
             ("s3 listing: walk + lstat of every entry", "s3.stat_time"),
             ("s3 listing: GET requests", "s3.stat_gets"),
             ("s3 listing: LIST requests", "s3.stat_lists"),
+            ("s3 listing, warm index", "s3-indexed.stat_time"),
+            ("s3 listing, warm index: GET requests", "s3-indexed.stat_gets"),
+            ("s3 listing, warm index: LIST requests", "s3-indexed.stat_lists"),
         ]
         targets = [(f"s3 / local, cold read, {k} readers", self.ratio(f"s3.cold{k}", f"ifcbfs.cold{k}"), ">=", 0.5)]
         info_ratios = [
             (f"s3 readahead=0 / local, cold, {k} readers", self.ratio(f"s3-exact.cold{k}", f"ifcbfs.cold{k}")),
             ("s3 / s3 readahead=0, cold (read-ahead gain)", self.ratio(f"s3.cold{k}", f"s3-exact.cold{k}")),
             ("s3 listing time / local listing time", self.ratio("s3.stat_time", "ifcbfs.stat_time")),
+            ("the same with warm indexes", self.ratio("s3-indexed.stat_time", "ifcbfs-indexed.stat_time")),
         ]
         return self.table("ifcbfs benchmark, object storage (SeaweedFS on localhost)", rows, targets, info_ratios, {})
 
