@@ -228,10 +228,10 @@ class SlowRoot(DataRoot):
         self.entered.set()
         assert self.release.wait(30), "never released"
 
-    def scan(self, folder=""):
+    def scan(self, folder="", known=frozenset()):
         if folder == self.slow_folder:
             self._wait()
-        return super().scan(folder)
+        return super().scan(folder, known)
 
     def stat_bin(self, files):
         if self.slow_bins:

@@ -147,8 +147,9 @@ class DataRoot:
     def _wanted(self, name: str) -> bool:
         return not name.startswith(".") and (self.include_skipped or name not in SKIPPED)
 
-    def scan(self, folder: str = "") -> Folder:
-        """Read one folder: its bins, and the sub-folders that lead to bins (not recursive)."""
+    def scan(self, folder: str = "", known: frozenset[str] = frozenset()) -> Folder:
+        """Read one folder: its bins, and the sub-folders that lead to bins (not recursive);
+        sub-folders in `known` were seen to lead to bins before and are not looked into again."""
         listing = self.source.listdir(folder)
         names: dict[str, dict[str, SourceFile]] = {}
         for f in listing.files:
@@ -167,7 +168,8 @@ class DataRoot:
             adc = self._adcmod(folder, stem) or files.get("adc")
             bins[stem] = BinFiles(bin_id, folder, files.get("hdr"), adc, files.get("roi"), self.source)
         subfolders = tuple(d for d in listing.folders
-                           if self._wanted(d) and d not in stems and self.leads_to_bins(_join(folder, d)))
+                           if self._wanted(d) and d not in stems
+                           and (d in known or self.leads_to_bins(_join(folder, d))))
         return Folder(folder, listing.stamp, subfolders, bins)
 
     def _adcmod(self, folder: str, stem: str) -> SourceFile | None:

@@ -36,6 +36,7 @@ DIR, BIN, SUB, FILE = "dir", "bin", "sub", "file"
 BLOCK_SIZE = 1 << 17  # st_blksize: most images fit one read
 INLINE_LIMIT = 1 << 16  # images smaller than this are produced on the event loop (see is_cheap)
 LIVE_SECONDS = 3600  # a bin whose files changed this recently is re-checked at every refresh
+SWEEP_SECONDS = 600  # a folder without a change stamp (object store) is re-listed at least this often
 LISTINGS_KEPT = 8  # bin folder listings kept for readdir, which asks for them in slices
 
 
@@ -71,7 +72,7 @@ class Node:
     sub-folders (SUB) of a bin folder are made on demand from the bin's model."""
 
     __slots__ = ("ino", "parent", "name", "kind", "path", "size", "mtime_ns", "children",
-                 "source", "files", "model", "entry", "lookups", "listed")
+                 "source", "files", "model", "entry", "lookups", "listed", "changed")
 
     def __init__(self, ino: int, parent: "Node | None", name: str, kind: str, path: str, mtime_ns: int):
         self.ino, self.parent, self.name, self.kind, self.path = ino, parent, name, kind, path
@@ -84,6 +85,7 @@ class Node:
         self.entry: Entry | None = None  # FILE
         self.lookups = 0  # DIR, BIN: references the kernel holds to it and (BIN) its files
         self.listed = False  # BIN: its folder has been read at least once
+        self.changed = 0.0  # DIR: when its listing was read first or last changed (monotonic)
 
     @property
     def is_dir(self) -> bool:
@@ -138,6 +140,7 @@ class Namespace:
         self._live: set[Node] = set()  # bins re-checked at every refresh
         self._flat_folders: list[str] = []  # flat layout: the source folders its root was read from
         self._flat_stamp = 0
+        self._swept = time.monotonic()  # when every stamp-less folder was last re-listed
 
     # --- the questions FUSE asks -------------------------------------------------------
     def node(self, ino: int) -> Node:
@@ -406,7 +409,8 @@ class Namespace:
                 found.extend(folder.bins.items())
             self._flat_folders = [path for path, _ in stamps]
             return _stamp_of_all(stamps), {}, found
-        folder = self.source.scan(node.source)
+        known = frozenset(name for name, child in (node.children or {}).items() if child.kind == DIR)
+        folder = self.source.scan(node.source, known)
         subs = {name: self.source.stamp(f"{node.source}/{name}" if node.source else name) for name in folder.folders}
         return folder.mtime_ns, subs, list(folder.bins.items())
 
@@ -419,6 +423,7 @@ class Namespace:
             if node.children is None:
                 self._set_stamp(node, stamp)
                 node.children = self._publish_dir(node, folders, found)
+                node.changed = time.monotonic()
             return node.children
 
     def _stamp_of(self, node: Node) -> int:
@@ -467,8 +472,12 @@ class Namespace:
             changes: list[tuple] = []
             replaced: list[tuple[Node, Bin | None]] = []
             folders = [n for n in list(self.nodes.values()) if n.kind == DIR and n.children is not None]
+            clock = time.monotonic()
+            sweep = everything or clock - self._swept >= SWEEP_SECONDS
+            if sweep:
+                self._swept = clock
             for node in folders:
-                self._refresh_dir(node, changes, replaced)
+                self._refresh_dir(node, changes, replaced, sweep or self._frontier(node, clock))
             bins = list(self._models.values()) if everything else list(self._live)
             now = time.time()
             for node in bins:
@@ -487,11 +496,22 @@ class Namespace:
                 self._changed_entries(node, old, changes)
             return changes
 
-    def _refresh_dir(self, node: Node, changes: list, replaced: list) -> None:
+    def _frontier(self, node: Node, clock: float) -> bool:
+        """Whether a folder whose source gives no change stamp is re-listed at this poll: when it
+        changed within LIVE_SECONDS, or it is the root, or the last of its parent's folders in
+        name order (where a chronological archive grows: the newest year, day)."""
+        if node.parent is None or clock - node.changed < LIVE_SECONDS:
+            return True
+        siblings = [name for name, child in (node.parent.children or {}).items() if child.kind == DIR]
+        return bool(siblings) and siblings[-1] == node.name
+
+    def _refresh_dir(self, node: Node, changes: list, replaced: list, unstamped: bool = True) -> None:
+        """Re-read a folder if its stamp moved (or, where the source has no stamps, if
+        `unstamped`) and apply what changed."""
         stamp = self._flat_stamp if node is self.root and self.options.layout == "flat" else node.mtime_ns
         try:
             now = self._stamp_of(node)
-            if now and now == stamp:
+            if (now and now == stamp) or (not now and not unstamped):
                 return
             _, folders, found = self._read_dir(node)
         except SourceUnreadable as err:
@@ -513,6 +533,7 @@ class Namespace:
                     self._drop(child)
                     changes.append(("entry", node.ino, name))
             node.children = fresh  # published whole: readers never see it half built
+            node.changed = time.monotonic()
             changes.append(("inode", node.ino))
 
     def _replace_files(self, node: Node, files: BinFiles, changes: list) -> Bin | None:
