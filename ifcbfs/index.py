@@ -24,7 +24,7 @@ from .core.source import BinFiles
 
 log = logging.getLogger("ifcbfs")
 
-FORMAT = 3  # bumped whenever what a record holds changes
+FORMAT = 5  # bumped whenever what a record holds changes
 QUEUE_SIZE = 4096
 BATCH = 256
 
@@ -49,8 +49,10 @@ def _key(path: str) -> bytes:
 
 
 def identity(files: BinFiles) -> str:
-    """The key a record must match: every source file's path, size, mtime and inode (or ETag)."""
-    return repr(tuple((f.path, f.size, f.mtime_ns, f.ident) if f else None for f in (files.hdr, files.adc, files.roi)))
+    """The key a record must match: every source file's path, size, mtime and inode (or ETag),
+    and those of the product files it used (a changed product file makes it stale)."""
+    raw = repr(tuple((f.path, f.size, f.mtime_ns, f.ident) if f else None for f in (files.hdr, files.adc, files.roi)))
+    return raw + repr(tuple(p.identity() for p in files.products)) if files.products else raw
 
 
 class Index:
@@ -96,9 +98,9 @@ class Index:
         if found == self.signature:
             self.records = db.execute("SELECT count(*) FROM bins").fetchone()[0]
         else:
-            with db:
-                db.execute("DROP TABLE IF EXISTS bins")
-                db.execute("DROP TABLE IF EXISTS meta")
+            with db:  # every table goes: the catalog's (ifcbfs.catalog) too
+                for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                    db.execute(f'DROP TABLE IF EXISTS "{table}"')
                 db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 db.execute("CREATE TABLE bins (path BLOB PRIMARY KEY, ident TEXT NOT NULL, state BLOB NOT NULL)")
                 db.execute("INSERT INTO meta VALUES ('signature', ?)", (self.signature,))

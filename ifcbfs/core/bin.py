@@ -4,7 +4,8 @@
 pixel. It decides, in one place, which images the bin serves (`plan_images`), and listing,
 sizes and reads all use that decision. The stitch mode (`STITCH_MODES`) chooses between the
 stitched images (on), every ROI as cut (off), and the stitched images with a `stitching/` folder
-that shows each one's raw composite and gap (qc).
+that shows each one's raw composite and gap (qc). Product files found beside the bin add their
+records (`core.beside`): features and multiblob CSVs, class_scores.csv, classes.csv and blobs/.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import zlib
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
+from . import beside
 from .damage import problems
 from .errors import ImageMissing
 from .hdr import parse_hdr
@@ -54,8 +56,13 @@ class Entry(NamedTuple):
 # Entry codes: the kind of file in the high bits, a number (a target) in the low ones.
 KIND_SHIFT = 20
 CODE_HDR_JSON, CODE_ADC_CSV, CODE_RAW_HDR = 1, 2, 3
+CODE_CLASS_SCORES, CODE_CLASSES = 8, 9  # generated from the class file (SPEC section 9)
 KIND_IMAGE, KIND_RAW, KIND_GAP = 1, 2, 3
+KIND_FEATURES, KIND_MULTIBLOB = 6, 7  # a product file's bytes, by version
+KIND_BLOB = 8  # a blob mask from the blobs zip, by target
 KIND_FOLDER = 15
+_COPIES = {beside.FEATURES: KIND_FEATURES, beside.MULTIBLOB: KIND_MULTIBLOB}
+_COPY_KINDS = {code: kind for kind, code in _COPIES.items()}
 BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
 
 
@@ -98,7 +105,7 @@ class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
     def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False,
-                 settled: bool = False, problems: tuple[str, ...] = ()):
+                 settled: bool = False, problems: tuple[str, ...] = (), blobs: bool = False):
         self.files = files
         self.header = header
         self.images = images = plan.images
@@ -121,12 +128,41 @@ class Bin:
             entries.append(Entry(f"{stem}.hdr", files.hdr.size, None, CODE_RAW_HDR, True))
         if adc is not None:
             entries.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
+        self.mtimes: dict[int, int] = {}  # product records: their own mtime (not the raw files')
+        self.blobs: dict[int, tuple] = {}  # blob masks by target: core.blobs.BlobMember fields
+        self.product_problems: tuple[str, ...] = ()
+        self.product_missing: str | None = None
+        if files.products:
+            entries += self._products(stem, beside.adc_targets(adc), blobs)
         self._index(entries)
+
+    def _products(self, stem: str, targets: frozenset[int], blobs: bool) -> list[Entry]:
+        """The records the bin's product files add (reads the class file and the blobs zip)."""
+        found = beside.shown(stem, self.files.products, targets, blobs)
+        raw = self.files.mtime_ns
+        entries = []
+        for kind, version, size, mtime in found.copies:
+            code = _COPIES[kind] << KIND_SHIFT | version
+            entries.append(Entry(f"{kind}_v{version}.csv", size, None, code))
+            self.mtimes[code] = max(mtime, raw)
+        if found.class_sizes is not None:
+            for code, name, size in zip((CODE_CLASS_SCORES, CODE_CLASSES), (beside.CLASS_SCORES_CSV, beside.CLASSES_CSV),
+                                        found.class_sizes):
+                entries.append(Entry(name, size, None, code))
+                self.mtimes[code] = max(found.class_mtime, raw)
+        self.blobs = found.blobs
+        for target, member in found.blobs.items():
+            if target < 1 << KIND_SHIFT:
+                entries.append(Entry(f"{beside.BLOBS_FOLDER}/{stem}_{target:05d}.png", member[4], None,
+                                     KIND_BLOB << KIND_SHIFT | target))
+                self.mtimes[KIND_BLOB << KIND_SHIFT | target] = max(found.blobs_mtime, raw)
+        self.product_problems, self.product_missing = tuple(found.problems), found.missing
+        return entries
 
     def state(self) -> tuple:
         """Everything the model holds but its source files, as plain values (for the index)."""
         return (self.header, self.images, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json, self.entries,
-                self.settled, self.problems)
+                self.settled, self.problems, self.mtimes, self.blobs, self.product_problems, self.product_missing)
 
     @classmethod
     def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
@@ -134,7 +170,8 @@ class Bin:
         model = cls.__new__(cls)
         model.files = files
         (model.header, model.images, model.pairs, model.n_triggers, model.skipped_lines,
-         model.hdr_json, entries, model.settled, model.problems) = state
+         model.hdr_json, entries, model.settled, model.problems, model.mtimes, model.blobs,
+         model.product_problems, model.product_missing) = state
         model._index(entries)
         return model
 
@@ -143,6 +180,10 @@ class Bin:
         self.by_name = {e.name: e for e in self.entries}
         self.by_code = {e.code: e for e in self.entries}
         self.footprint = 1024 + BYTES_PER_ENTRY * len(self.entries)
+
+    def mtime_of(self, entry: Entry) -> int | None:
+        """A record's own mtime when it has one (a product's), else None: the bin's."""
+        return self.mtimes.get(entry.code) if self.mtimes else None
 
     @staticmethod
     def folder_code(name: str) -> int:
@@ -165,10 +206,11 @@ class Bin:
         return entry.size < limit and len(entry.image.parts) == 1
 
     @classmethod
-    def load(cls, files: BinFiles, stitch: str = "on", settled: bool = False) -> "Bin":
+    def load(cls, files: BinFiles, stitch: str = "on", settled: bool = False, blobs: bool = False) -> "Bin":
         """Parse a bin's header and ADC, `settled` (no longer growing: see core.settle) or not;
         raises SourceUnreadable when a file cannot be read. `stitch` is one of STITCH_MODES;
-        D-style bins are never stitched, whatever it says."""
+        D-style bins are never stitched, whatever it says. `blobs` shows the blob masks of its
+        products; products that cannot be read are left out (`product_problems`)."""
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch={stitch!r}: expected one of {', '.join(STITCH_MODES)}")
         hdr = _read_source(files, files.hdr)
@@ -179,7 +221,7 @@ class Bin:
             adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema, final=settled)
             roi_size = files.roi.size if files.roi is not None else 0  # no .roi: no image, pairs still
             plan = plan_images(adc.rois, roi_size, files.bin_id.style == "I" and stitch != "off")
-        return cls(files, header, adc, plan, stitch == "qc", settled, problems(files, hdr, adc) if settled else ())
+        return cls(files, header, adc, plan, stitch == "qc", settled, problems(files, hdr, adc) if settled else (), blobs)
 
     def _hdr_json(self, adc: adc_mod.Adc | None) -> bytes:
         bin_id = self.files.bin_id
@@ -220,8 +262,23 @@ class Bin:
             data = self.hdr_json
         elif entry.code == CODE_RAW_HDR:
             data = _read_source(self.files, self.files.hdr)
+        elif entry.code >> KIND_SHIFT in (KIND_FEATURES, KIND_MULTIBLOB, KIND_BLOB) or entry.code in (CODE_CLASS_SCORES, CODE_CLASSES):
+            data = self._product(entry)
         else:
             data = adc_mod.parse_adc(_read_source(self.files, self.files.adc), self.files.bin_id.schema, final=self.settled).csv
         if len(data) != entry.size:
             raise ImageMissing(f"{self.files.bin_id}: {entry.name} changed in the source since it was listed")
         return data
+
+    def _product(self, entry: Entry) -> bytes:
+        """The bytes of a product record (raises ProductError when they cannot be made)."""
+        kind, number = entry.code >> KIND_SHIFT, entry.code & ((1 << KIND_SHIFT) - 1)
+        products = self.files.products
+        if kind in _COPY_KINDS:
+            return beside.copy_bytes(products, _COPY_KINDS[kind], number)
+        if kind == KIND_BLOB:
+            return beside.blob_png(products, self.blobs[number])
+        adc = self.files.adc
+        targets = beside.adc_targets(adc_mod.parse_adc(_read_source(self.files, adc), self.files.bin_id.schema,
+                                                       final=self.settled) if adc is not None else None)
+        return beside.class_csv(str(self.files.bin_id), products, targets, entry.code == CODE_CLASS_SCORES)
