@@ -200,10 +200,11 @@ class Catalog(ProductFinder):
         self.drop_bins([_s(p) for (p,) in self._query(f"SELECT path FROM tree_bins WHERE {where}", args)])
         self._write([(f"DELETE FROM tree_folders WHERE {where}", args)])
 
-    def tree_bins(self, folder: str) -> dict[str, tuple[str, str]]:
-        """The bins recorded in one source folder: path -> (bin id, identity of its raw files)."""
-        return {_s(p): (b, ident) for p, b, ident in
-                self._query("SELECT path, bin, ident FROM tree_bins WHERE folder = ?", (_b(folder),))}
+    def tree_bins(self, folder: str) -> dict[str, tuple[str, str, bool]]:
+        """The bins recorded in one source folder: path -> (bin id, identity of its raw files,
+        whether it has its bins.csv row)."""
+        return {_s(p): (b, ident, bool(has_row)) for p, b, ident, has_row in
+                self._query("SELECT path, bin, ident, length(row) > 0 FROM tree_bins WHERE folder = ?", (_b(folder),))}
 
     def bin_folder(self, path: str) -> str | None:
         rows = self._query("SELECT folder FROM tree_bins WHERE path = ?", (_b(path),))

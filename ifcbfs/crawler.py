@@ -17,7 +17,7 @@ from typing import Callable
 from .catalog import Catalog
 from .core import beside
 from .core.adc import parse_adc
-from .core.errors import ProductDependencyMissing, ProductError
+from .core.errors import BinError
 from .core.ids import parse_bin_id
 from .core.products import CLASS_KINDS, MANUAL_CSV, MANUAL_MAT, product_kind, safe_label
 from .core.source import BinFiles, SourceUnreadable
@@ -198,7 +198,8 @@ class Crawler:
             seen.add(path)
             self.bins += 1
             ident = raw_identity(files)
-            if old.get(path, (None, None))[1] != ident:
+            _, known, has_row = old.get(path, (None, None, False))
+            if known != ident or (self.rows and not has_row):
                 self._bin(path, files, ident)
             elif self.classes:
                 self._assign(path, files)
@@ -239,6 +240,10 @@ class Crawler:
             ident = repr((product.identity(), raw, path))
             if stored.get(classifier) == ident:
                 continue
+            missing = beside.missing_package(product.kind)
+            if missing:
+                log_bad_bin(log, *missing.split(": ", 1))
+                continue
             try:
                 if model is None:
                     model = self.ns.bin_model(path, files)
@@ -246,10 +251,7 @@ class Crawler:
                     adc = parse_adc(files.source.read(files.adc), files.bin_id.schema, final=model.settled) if files.adc else None
                     targets = beside.adc_targets(adc)
                 labels, problem = beside.labels_of(product, bin_id, targets)
-            except ProductDependencyMissing as err:
-                log_bad_bin(log, "products", str(err))
-                continue
-            except (ProductError, FsError, SourceUnreadable) as err:
+            except (BinError, FsError) as err:  # ProductError, SourceUnreadable ...
                 log_bad_bin(log, product.file.path, f"{err}: its labels are left out")
                 labels, problem = {}, None
             if problem:

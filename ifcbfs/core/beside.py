@@ -21,7 +21,7 @@ from . import adc as adc_mod
 from .annotations import read_manual_csv, read_manual_mat
 from .blobs import BlobMember, blob_members, inflate
 from .classes import assigned_labels, class_scores_csv, classes_csv, read_class_file, roi_problem
-from .errors import ProductDependencyMissing, ProductError
+from .errors import BinError, ProductDependencyMissing, ProductError
 from .isolate import Isolated
 from .matlab import EXTRA_HINT
 from .products import (BLOBS, BLOBS_FOLDER, CLASS_H5, CLASS_KINDS, CLASS_MAT, CLASS_SCORES_CSV, CLASSES_CSV,
@@ -50,7 +50,7 @@ class Shown(NamedTuple):
     blobs: dict[int, tuple]
     blobs_mtime: int
     problems: list[str]
-    missing: str | None  # a package a product needs and this process lacks: said once, not per bin
+    missing: str | None  # "WHAT files: why": a package this process lacks, said once per kind
 
 
 def _counted() -> None:
@@ -75,7 +75,7 @@ def missing_package(kind: str) -> str | None:
     module = _NEEDS.get(kind)
     if module is None or importlib.util.find_spec(module) is not None:
         return None
-    return f"{_WHAT[kind]} files cannot be read without {module}: {EXTRA_HINT}"
+    return f"{_WHAT[kind]} files: cannot be read without {module}: {EXTRA_HINT}"
 
 
 def adc_targets(adc: adc_mod.Adc | None) -> frozenset[int]:
@@ -152,7 +152,7 @@ def shown(bin_id: str, products: tuple[ProductFile, ...], targets: Container[int
                 problem = roi_problem(bin_id, cs, targets)
                 if problem:
                     problems.append(f"{_name(chosen)}: {problem}")
-            except ProductError as err:
+            except BinError as err:  # ProductError, or the file gone or unreadable since it was found
                 problems.append(f"{_name(chosen)}: {err} (no class_scores.csv, classes.csv)")
     masks, blobs_mtime = {}, 0
     zipped = first(products, BLOBS, max((p.version for p in products if p.kind == BLOBS), default=None))
@@ -163,7 +163,7 @@ def shown(bin_id: str, products: tuple[ProductFile, ...], targets: Container[int
             blobs_mtime = zipped.file.mtime_ns
             if found.problem:
                 problems.append(f"{_name(zipped)}: {found.problem}")
-        except ProductError as err:
+        except BinError as err:
             problems.append(f"{_name(zipped)}: {err} (no blobs/)")
     return Shown(copies, sizes, class_mtime, masks, blobs_mtime, problems, missing)
 

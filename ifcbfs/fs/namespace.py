@@ -322,7 +322,7 @@ class Namespace:
         if model.product_problems:
             log_bad_bin(log, f"{path} products", "; ".join(model.product_problems))
         if model.product_missing:
-            log_bad_bin(log, "products", model.product_missing)
+            log_bad_bin(log, *model.product_missing.split(": ", 1))
 
     def _keep(self, bin_node: Node, model: Bin) -> None:
         if not bin_node.listed:
