@@ -90,6 +90,9 @@ class Catalog(ProductFinder):
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        if path != ":memory:":
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last writes: it is a cache
         db.executescript(_SCHEMA)
         return db
 

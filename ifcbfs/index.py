@@ -17,6 +17,7 @@ import pickle
 import queue
 import sqlite3
 import threading
+import time
 
 from . import __version__
 from .core.bin import Bin
@@ -169,6 +170,7 @@ class Index:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        taken = len(batch)
         if None in batch:  # close() asks to stop once what came before is written
             batch = [item for item in batch if item is not None]
             self._writing = False
@@ -181,6 +183,13 @@ class Index:
         except Exception as err:  # disk full, read-only, deleted folder: keep serving, stop writing
             log.warning("index %s: writing failed (%s): no more records are written", self.path, err)
             self._writing = False
+        for _ in range(taken):
+            self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued record is written (or the writer has stopped)."""
+        while self._writing and self._queue.unfinished_tasks:
+            time.sleep(0.01)
 
     def _fail(self, why: str) -> None:
         if self._db is not None:

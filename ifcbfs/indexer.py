@@ -101,6 +101,7 @@ def build(ns: Namespace, index: Index, stream=None, crawler: Crawler | None = No
         bar.show(done, f"{done}/{len(bins)} bins, {done / bar.elapsed():.0f} bins/s")
     bar.clear()
     if crawler is not None and crawler.walks_tree:
+        index.flush()  # the models just listed are read back, not parsed again
         views = Bar(0, stream)
         crawler.walk_tree(changed, lambda text: views.text(f"views: {crawler.bins} bins, {text}"))
         views.clear()

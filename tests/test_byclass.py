@@ -114,7 +114,7 @@ def test_counts_per_class_equal_the_class_files(archive):
     assert not seconds & {p.rsplit("/", 1)[1] for p in links}  # a pair's second ROI has no image
 
 
-def test_listing_a_class_folder_reads_no_class_file_once_indexed(tmp_path):
+def test_listing_a_class_folder_reads_no_class_file_once_indexed(tmp_path, capsys):
     root = tmp_path / "data"
     write_dataset(root, n_bins=60, n_triggers=12, seed=2, style="D", layout="flat")
     bins = bins_of(root)
@@ -124,12 +124,16 @@ def test_listing_a_class_folder_reads_no_class_file_once_indexed(tmp_path):
     path = str(tmp_path / "index.sqlite")
     code = indexer.main([str(root), "-o", f"products=cnn={cnn},classes,bins_csv,index={path}"])
     assert code == 0
+    said = capsys.readouterr().err
+    assert "indexed 60 product files in 2 folders" in said and "indexed 60 bins for the views (60 with class labels)" in said
     before = beside.reads
     index = Index(path, options.signature)
     ns, crawler = views(root, options, index)  # a new mount: no pass has run yet
     assert by_class_counts(ns, "cnn") == counts(assigned)
+    assert crawler.status() == "60 product files, 60 bins in the views, indexing (0 folders, 0 bins so far)"
     crawler.run_pass()  # the first pass of a mount checks every bin: none needs its class file again
     ns.refresh()
+    assert crawler.status() == "60 product files, 60 bins in the views"
     assert by_class_counts(ns, "cnn") == counts(assigned)
     assert beside.reads == before and ns.parses == 0
     index.close()
