@@ -38,7 +38,7 @@ def bins(root: DataRoot, folder: str = "", stitch: str = "on") -> Iterator[Bin]:
     parsed, no pixel read; a bin unchanged for a minute is taken as complete); `stitch` as the
     mount's option: "on", "off" (every ROI as cut) or "qc"."""
     for files in root.walk(folder):
-        yield Bin.load(files, stitch, settled(files, time.time()))
+        yield Bin.load(files, stitch, settled=settled(files, time.time()))
 
 
 def _image(b: Bin, target: int) -> Image:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from . import __version__, service
 from .core.bin import STITCH_MODES
+from .core.binfilter import BinFilter, parse_date, parse_instruments
 from .core.local import within
+from .core.mosaic import parse_mosaic
 from .core.source import DataRoot, root_problem
 from .fs.namespace import Namespace, Options
 
@@ -33,6 +35,12 @@ tree of bin folders holding BIN_NNNNN.png images, hdr.json and adc.csv.
      layout=mirror|flat   mirror the source folders (default) or put every bin at the root
      stitch=on|off|qc     I-style pairs: stitched (on, default), every ROI as cut (off), or
                           stitched plus stitching/ with each stitch's raw composite and gap mask (qc)
+     mosaic[=WxH@S]       add mosaic/ to each bin folder: pages of W x H pixels (default 800x600)
+                          holding every image scaled by S percent (default 33), and coordinates.csv
+     zip                  add BIN.zip to each bin folder: the bin as the IFCB dashboard zips it
+     since=DATE           only bins sampled at or after DATE (UTC: 2024-06-01, 2024-06-01T12:00:00Z)
+     until=DATE           only bins sampled before DATE (UTC)
+     instrument=N[:N...]  only bins of these instruments, e.g. instrument=5:124
      products=DIR[:DIR...]  product trees (features, class scores, blobs, manual annotations) whose
                           files are shown in each bin folder; NAME=DIR names a tree (default: its
                           folder name), which is its classifier in by-class/
@@ -87,6 +95,7 @@ class Config:
     workers: int = 0
     log: str = ""  # the log file; "" for the default (see service.log_file)
     index: str = ""  # the index file; "" for the default place, "off" for none
+    bin_filter: BinFilter = field(default_factory=BinFilter)  # which bins the tree shows
 
 
 def parse_size(given: str, key: str = "cache_size") -> int:
@@ -161,10 +170,13 @@ def product_roots(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(roots)
 
 
-_FLAGS = {"include_skipped", "allow_other", "nonempty", "recover", "blobs", "classes", "bins_csv"}
-_OPTION_FLAGS = {"blobs", "classes", "bins_csv"}  # flags that are Options (shape the tree), not Config
+_FLAGS = {"include_skipped", "allow_other", "nonempty", "recover"}
 _VALUES = {  # option -> what turns its text into its value (raising UsageError)
     "layout": lambda v: v if v in ("mirror", "flat") else _fail(f"layout={v!r}: expected mirror or flat"),
+    "mosaic": lambda v: _parsed(parse_mosaic, v),
+    "since": lambda v: _parsed(parse_date, v, "since: "),
+    "until": lambda v: _parsed(parse_date, v, "until: "),
+    "instrument": lambda v: _parsed(parse_instruments, v, "instrument: "),
     "stitch": lambda v: v if v in STITCH_MODES else _fail(f"stitch={v!r}: expected on, off or qc"),
     "products": product_roots,
     "umask": _umask,
@@ -178,6 +190,10 @@ _VALUES = {  # option -> what turns its text into its value (raising UsageError)
     "fsname": lambda v: _text("fsname", v),
     "log": lambda v: os.path.abspath(_text("log", v)),
 }
+
+
+_VALUE_OPTIONAL = {"mosaic"}  # `mosaic` alone takes the default page
+_OPTION_FLAGS = {"zip", "blobs", "classes", "bins_csv"}  # flags that shape the tree (Options), not the mount
 
 
 def _fail(message: str):
@@ -219,24 +235,27 @@ def parse_args(argv: list[str]) -> Config:
             raise UsageError("rw: ifcbfs is read-only; use ro (mount(8) adds rw when the options lack ro)", 2)
         if key in _IGNORED:
             continue
-        if key in _OPTION_FLAGS and not sep:
-            given[key] = ("", True)
-        elif key in _FLAGS and not sep:
+        if key in _FLAGS and not sep:
             setattr(cfg, key, True)
-        elif key in _VALUES and sep:
+        elif key in _OPTION_FLAGS and not sep:
+            given[key] = ("", True)
+        elif key in _VALUES and (sep or key in _VALUE_OPTIONAL):
             value = _VALUES[key](text)
             if key in given and given[key][1] != value:
                 raise UsageError(f"{key}= is given twice ({given[key][0]} and {text}): give it once", 2)
             given[key] = (text, value)
         elif key in _VALUES:
             raise UsageError(f"{key} needs a value: {key}=... (see ifcbfs --help)", 2)
-        elif key in _FLAGS:
-            raise UsageError(f"{key} takes no value: write {key} alone", 2)
+        elif key in _FLAGS or key in _OPTION_FLAGS:
+            raise UsageError(f"{key}={text!r}: {key} takes no value: write {key} alone", 2)
         else:
             raise UsageError(f"unknown option {opt!r} (see ifcbfs --help)", 2)
     values = {key: value for key, (_, value) in given.items()}
     cfg.fsname, cfg.log, cfg.index = values.pop("fsname", ""), values.pop("log", ""), values.pop("index", "")
     cfg.poll, cfg.workers = values.pop("poll", cfg.poll), values.pop("workers", 0)
+    window = {field: values.pop(key) for key, field in (("since", "since"), ("until", "until"),
+                                                        ("instrument", "instruments")) if key in values}
+    cfg.bin_filter = _parsed(lambda _: BinFilter(**window), "")
     cfg.options = Options(**{"uid": os.getuid(), "gid": os.getgid(), "cache_size": 256 << 20, **values})
     return cfg
 
@@ -252,6 +271,14 @@ def advice(cfg: Config) -> list[str]:
         if getattr(cfg.options, flag) and not cfg.options.products:
             out.append(f"{flag} without products=DIR: there are no product files to show it from")
     return out
+
+
+def _parsed(parse, value: str, prefix: str = ""):
+    """`parse(value)`, its ValueError as a one-line usage error."""
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise UsageError(f"{prefix}{err}", 2) from None
 
 
 def _stale(path: str) -> bool:
@@ -470,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"log file {logfile} {problem}: choose another with -o log=FILE")
         if cfg.foreground:
             service.enable_stack_dumps(service.setup_logging(foreground=True, debug=cfg.debug, logfile=logfile))
-        root = DataRoot(cfg.source, cfg.include_skipped, exclude=cfg.mountpoint)
+        root = DataRoot(cfg.source, cfg.include_skipped, exclude=cfg.mountpoint, bin_filter=cfg.bin_filter)
         if not root.leads_to_bins(""):
             log.warning("source %s holds no bins (no .hdr, .adc or .roi file named by a bin id%s): the mount "
                         "stays empty until some are written", cfg.source,

@@ -46,8 +46,8 @@ def _parts(folder: str) -> tuple[str, ...]:
 class Crawler:
     """Walks the product trees and the data root into a catalog."""
 
-    def __init__(self, ns: Namespace, catalog: Catalog, wanted: Callable = lambda bin_id: True):
-        self.ns, self.catalog, self.wanted = ns, catalog, wanted
+    def __init__(self, ns: Namespace, catalog: Catalog):
+        self.ns, self.catalog = ns, catalog
         self.root = ns.source
         self.classes, self.rows = ns.options.classes, ns.options.bins_csv
         self.flat = ns.options.layout == "flat"
@@ -122,8 +122,10 @@ class Crawler:
             for bin_id in sorted(changed):
                 self._rebin(bin_id)
         if self.classes and self.passes == 0:
+            shown = getattr(self.root, "bin_filter", None)
             for path, bin_id in self.catalog.orphans(CLASSIFIER_KINDS):
-                log_bad_bin(log, path, f"no bin {bin_id} in the source: its labels are left out")
+                if shown is None or shown.matches(parse_bin_id(bin_id)):  # (not one the filters leave out)
+                    log_bad_bin(log, path, f"no bin {bin_id} in the source: its labels are left out")
         self.catalog.covered = True
 
     # --- product trees ---------------------------------------------------------------------
@@ -188,8 +190,6 @@ class Crawler:
         old = self.catalog.tree_bins(folder)
         now, live, seen = time.time(), False, set()
         for name, files in bins.items():
-            if not self.wanted(files.bin_id):
-                continue
             path = name if self.flat else _join(folder, name)
             if self.flat and path not in old:
                 kept = self.catalog.bin_folder(path)

@@ -8,7 +8,6 @@ already match at DEST is left alone, so a second run only writes what changed in
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import logging
 import multiprocessing
 import os
@@ -17,11 +16,12 @@ import stat
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from datetime import datetime, timezone
 
 from . import __version__
 from .core.bin import STITCH_MODES
+from .core.binfilter import BinFilter, parse_date, parse_instruments
 from .core.local import within
+from .core.mosaic import parse_mosaic
 from .core.source import DataRoot, root_problem
 from .progress import Bar
 from .cli import UsageError as OptionError, product_roots, products_problem
@@ -45,14 +45,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {PROG} --help)", 2)
 
 
-def parse_date(text: str) -> datetime:
-    """`2024-06-01`, `2024-06-01T12:00`, `2024-06-01T12:00:00Z` (or with an offset) as UTC."""
-    iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text  # Python < 3.11 wants the offset
-    try:
-        when = datetime.fromisoformat(iso)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected like 2024-06-01 or 2024-06-01T12:00:00Z)")
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+def _argument(parse):
+    """A core parser as an argparse type: its ValueError becomes argparse's one-line error."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def _products(text: str) -> tuple:
@@ -78,6 +80,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--stitch", choices=STITCH_MODES, default="on",
                    help="I-style pairs: stitched (on, default), every ROI as cut (off), or stitched plus a "
                    "stitching/ folder with each stitch's raw composite and gap mask (qc)")
+    p.add_argument("--mosaic", metavar="WxH@S", nargs="?", const="", type=_argument(parse_mosaic),
+                   help="add mosaic/ to each bin folder: pages of W x H pixels (default 800x600) holding "
+                   "every image scaled by S percent (default 33), and coordinates.csv")
+    p.add_argument("--zip", action="store_true", help="add BIN.zip to each bin folder: the bin as the IFCB dashboard zips it")
     p.add_argument("--include-skipped", action="store_true", help="also export the 'skip' and 'beads' folders")
     p.add_argument("--products", metavar="DIR[:DIR...]", type=_products, default=(),
                    help="product trees whose files are written into each bin folder (NAME=DIR names one), "
@@ -88,10 +94,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--bins-csv", action="store_true", help="bins.csv: one row per exported bin")
     p.add_argument("--bins", metavar="GLOB", action="append", default=[],
                    help="only bins whose id matches this pattern (fnmatch; may be repeated)")
-    p.add_argument("--since", metavar="DATE", type=parse_date, help="only bins sampled at or after DATE (UTC)")
-    p.add_argument("--until", metavar="DATE", type=parse_date, help="only bins sampled before DATE (UTC)")
-    p.add_argument("--instrument", metavar="N", type=int, action="append", default=[],
-                   help="only bins of instrument N (may be repeated)")
+    p.add_argument("--since", metavar="DATE", type=_argument(parse_date),
+                   help="only bins sampled at or after DATE (UTC: 2024-06-01 or 2024-06-01T12:00:00Z)")
+    p.add_argument("--until", metavar="DATE", type=_argument(parse_date), help="only bins sampled before DATE (UTC)")
+    p.add_argument("--instrument", metavar="N[:N...]", type=_argument(parse_instruments), action="append", default=[],
+                   help="only bins of these instruments (may be repeated)")
     p.add_argument("-j", "--jobs", metavar="N", type=_jobs, default=len(os.sched_getaffinity(0)) or 1,
                    help="processes writing bins (default: the cores this process may use)")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -113,8 +120,17 @@ def check_paths(source: str, dest: str) -> None:
         raise UsageError(f"destination {dest} cannot be written (permission denied)")
 
 
-def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], int]:
-    """Walk the tree without loading bins: (folders on the way to a selected bin, selected bins, errors)."""
+def bin_filter(args) -> BinFilter:
+    """The bins --since, --until, --instrument and --bins select (as the mount's filter options)."""
+    try:
+        return BinFilter(args.since, args.until, frozenset().union(*args.instrument), tuple(args.bins))
+    except ValueError as err:
+        raise UsageError(f"{err} (see {PROG} --help)", 2) from None
+
+
+def select_bins(ns: Namespace, report) -> tuple[list[Node], list[Node], int]:
+    """Walk the tree (the filter's bins only) without loading bins: (folders on the way to a bin,
+    the bins, errors)."""
     folders, bins, errors = [], [], 0
 
     def visit(node: Node) -> bool:
@@ -125,7 +141,7 @@ def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], in
             report.log(f"{node.path or '.'}: {err}")
             errors += 1
             return False
-        picked = [c for c in children.values() if c.kind == BIN and wanted(c.files.bin_id, args)]
+        picked = [c for c in children.values() if c.kind == BIN]
         bins.extend(picked)
         used = [c for c in children.values() if c.kind == DIR and visit(c)] or picked
         if used:
@@ -134,14 +150,6 @@ def select_bins(ns: Namespace, args, report) -> tuple[list[Node], list[Node], in
 
     visit(ns.root)
     return folders, bins, errors
-
-
-def wanted(bin_id, args) -> bool:
-    """Whether a bin passes --bins, --since, --until and --instrument."""
-    return ((not args.bins or any(fnmatch.fnmatchcase(bin_id.text, g) for g in args.bins))
-            and (args.since is None or bin_id.timestamp >= args.since)
-            and (args.until is None or bin_id.timestamp < args.until)
-            and (not args.instrument or bin_id.instrument in args.instrument))
 
 
 # --- the worker side -------------------------------------------------------------------------
@@ -176,7 +184,7 @@ def export_bin(path: str, files, folder: str) -> tuple:
                 unchanged += 1
                 continue
             try:
-                _write(dest, ns.content(child), child.mtime_ns)
+                _write(dest, ns.pieces(child), child.mtime_ns)
             except (FsError, OSError) as err:
                 problems.append(str(err))
                 continue
@@ -227,13 +235,15 @@ def _present(path: str) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
-def _write(path: str, data: bytes, mtime_ns: int) -> None:
-    """Write under a temporary name in the same folder, set the mtime, then rename into place."""
+def _write(path: str, pieces, mtime_ns: int) -> None:
+    """Write the pieces under a temporary name in the same folder, set the mtime, then rename
+    into place."""
     head, name = os.path.split(path)
     tmp = os.path.join(head, f".{name}{TMP_SUFFIX}")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            for piece in pieces:
+                fh.write(piece)
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.replace(tmp, path)
     finally:
@@ -252,7 +262,7 @@ def write_view(ns: Namespace, node: Node, path: str) -> tuple:
             if st is not None and st.st_size == node.size and st.st_mtime_ns == node.mtime_ns:
                 unchanged += 1
             else:
-                _write(path, ns.content(node), node.mtime_ns)
+                _write(path, ns.pieces(node), node.mtime_ns)
                 written += 1
         elif node.kind == LINK:
             if os.path.islink(path) and os.readlink(path) == node.target:
@@ -311,20 +321,21 @@ class Report:
 def run(args) -> int:
     """Export; returns the exit status (0, 1 when any file was not exported, 130 when interrupted)."""
     source, dest = os.path.abspath(args.source), os.path.abspath(args.dest)
+    selected = bin_filter(args)
     check_paths(source, dest)
     problem = products_problem(args.products)
     if problem:
         raise UsageError(problem)
-    options = Options(layout=args.layout, cache_size=0, stitch=args.stitch, products=args.products,
-                      blobs=args.blobs, classes=args.classes, bins_csv=args.bins_csv)
-    root = DataRoot(source, args.include_skipped)
+    options = Options(layout=args.layout, cache_size=0, stitch=args.stitch, mosaic=args.mosaic, zip=args.zip,
+                      products=args.products, blobs=args.blobs, classes=args.classes, bins_csv=args.bins_csv)
+    root = DataRoot(source, args.include_skipped, bin_filter=selected)
     catalog, views = attach(root, options, None, (dest,))
     ns = Namespace(root, options, None, views)
     report = Report(0)
     if catalog is not None:  # the product trees, and what the views show, before any bin
-        crawler = Crawler(ns, catalog, lambda bin_id: wanted(bin_id, args))
+        crawler = Crawler(ns, catalog)
         crawler.walk_tree(crawler.walk_products(report.bar.text), report.bar.text)
-    folders, bins, report.errors = select_bins(ns, args, report)
+    folders, bins, report.errors = select_bins(ns, report)
     report.bar.total = len(bins)
     target = lambda node: os.path.join(dest, *node.path.split("/")) if node.path else dest  # noqa: E731
     ctx = multiprocessing.get_context()

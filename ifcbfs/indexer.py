@@ -5,10 +5,10 @@ remount), with a progress bar on a terminal. Safe to run while the source is mou
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
-from dataclasses import replace
 
 from .core.source import DataRoot, root_problem
 from .crawler import Crawler, attach
@@ -23,8 +23,10 @@ usage: ifcbfs index SOURCE [-o OPT[,OPT...]]
 
 List every bin under SOURCE once and keep what listing needs in the index that
 'ifcbfs SOURCE MOUNTPOINT' uses, so the mount lists without parsing.
-  -o stitch=on|off|qc, include_skipped, index=PATH: as for the mount (the index
-     is only used by mounts with the same stitch option)
+  -o stitch=on|off|qc, mosaic[=WxH@S], zip, include_skipped, index=PATH,
+     since=DATE, until=DATE, instrument=N[:N...]: as for the mount (the index is
+     only used by mounts with the same stitch, mosaic and zip options; the
+     filters choose which bins are listed)
   -o products=DIR[:DIR...], blobs: also index the product trees, and each bin's
      product files (used by mounts with the same products and blobs options)
   -o classes, bins_csv: also index what by-class/ and bins.csv show
@@ -53,7 +55,7 @@ def main(argv: list[str]) -> int:
     index = Index(cfg.index or default_path(cfg.source, cfg.options.signature), cfg.options.signature, wait=True)
     if not index.usable:
         return 1
-    root = DataRoot(cfg.source, cfg.include_skipped)
+    root = DataRoot(cfg.source, cfg.include_skipped, bin_filter=cfg.bin_filter)
     catalog, views = attach(root, cfg.options, index)
     ns = Namespace(root, _quiet(cfg.options), index, views)
     try:
@@ -65,7 +67,8 @@ def main(argv: list[str]) -> int:
 
 
 def _quiet(options: Options) -> Options:
-    return replace(options, cache_size=0, bin_cache=0)
+    """The mount's options (those that shape a bin folder among them), keeping nothing in memory."""
+    return dataclasses.replace(options, cache_size=0, bin_cache=0)
 
 
 def build(ns: Namespace, index: Index, stream=None, crawler: Crawler | None = None) -> int:

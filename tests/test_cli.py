@@ -62,6 +62,12 @@ def test_defaults():
     (["a", "b", "-o", "umask=1000"], "octal"),
     (["a", "b", "-o", "umask"], "umask needs a value"),
     (["a", "b", "-o", "sparkle"], "unknown option"),
+    (["a", "b", "-o", "mosaic=0x600"], "mosaic='0x600': expected WxH@S like 800x600@33"),
+    (["a", "b", "-o", "mosaic=800x600@0"], "mosaic='800x600@0': expected WxH@S"),
+    (["a", "b", "-o", "mosaic=800x600@101"], "S percent (1 to 100)"),
+    (["a", "b", "-o", "mosaic=8000x8000"], "at most 16777216"),
+    (["a", "b", "-o", "mosaic=big"], "mosaic='big'"),
+    (["a", "b", "-o", "zip=yes"], "zip='yes': zip takes no value"),
 ])
 def test_bad_arguments(argv, message):
     """Every bad option value is refused with one line naming the option and what it accepts."""
@@ -86,8 +92,23 @@ def test_uid_or_gid_without_allow_other_is_warned_about():
     assert len(cli.advice(cli.parse_args(["a", "b", "-o", f"uid={other},gid={os.getgid() + 1}"]))) == 2
 
 
+def test_mosaic_and_zip():
+    from ifcbfs.core.mosaic import Mosaic
+
+    def parsed(*opts):
+        o = cli.parse_args(["/a", "/b", "-o", ",".join(opts)]).options
+        return o.mosaic, o.zip
+
+    assert parsed("ro") == (None, False)
+    assert parsed("mosaic", "zip") == (Mosaic(800, 600, 33), True)
+    assert parsed("mosaic=640x480") == (Mosaic(640, 480, 33), False)
+    assert parsed("mosaic=@50") == (Mosaic(800, 600, 50), False)
+    assert parsed("mosaic=1x1@100")[0] == (1, 1, 100) and str(Mosaic()) == "800x600@33"
+
+
 def test_help_and_version(capsys):
-    assert cli.main(["--help"]) == 0 and {"layout=mirror|flat", "stitch=on|off|qc"} <= set(capsys.readouterr().out.split())
+    assert cli.main(["--help"]) == 0 and {"layout=mirror|flat", "stitch=on|off|qc", "mosaic[=WxH@S]", "zip", "since=DATE",
+                                          "until=DATE", "instrument=N[:N...]"} <= set(capsys.readouterr().out.split())
     assert cli.main(["--version"]) == 0 and capsys.readouterr().out.startswith("ifcbfs ")
     assert cli.main(["only-one"]) == 2 and "ifcbfs:" in capsys.readouterr().err
 

@@ -4,8 +4,11 @@
 pixel. It decides, in one place, which images the bin serves (`plan_images`), and listing,
 sizes and reads all use that decision. The stitch mode (`STITCH_MODES`) chooses between the
 stitched images (on), every ROI as cut (off), and the stitched images with a `stitching/` folder
-that shows each one's raw composite and gap (qc). Product files found beside the bin add their
-records (`core.beside`): features and multiblob CSVs, class_scores.csv, classes.csv and blobs/.
+that shows each one's raw composite and gap (qc). Opt-in views add `mosaic/` pages with their
+`coordinates.csv` (SPEC section 10) and the dashboard zip `{bin}.zip` (SPEC section 11), whose
+sizes also need no pixel; the zip is produced by byte range (`read_range`).
+Product files found beside the bin add their records (`core.beside`): features and multiblob
+CSVs, class_scores.csv, classes.csv and blobs/.
 """
 from __future__ import annotations
 
@@ -15,19 +18,23 @@ from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
 from . import beside
+from .binzip import adc_csv_size, bin_zip
 from .damage import problems
 from .errors import ImageMissing
 from .hdr import parse_hdr
 from .ids import timestamp_iso
 from .metrics import bin_metrics
+from .mosaic import COORDINATES, Mosaic, coordinates_csv, layout, page_count, page_name, page_placements, render_page
 from .png import encode_png, png_size
 from .roi import read_pixels
 from .source import BinFiles, SourceFile
 from .stitch import composite, find_pairs, union_box
+from .storedzip import CrcTable, StoredZip
 
 HDR_JSON = "hdr.json"
 ADC_CSV = "adc.csv"
 QC_FOLDER = "stitching"
+MOSAIC_FOLDER = "mosaic"
 STITCH_MODES = ("on", "off", "qc")
 
 
@@ -55,15 +62,17 @@ class Entry(NamedTuple):
 
 # Entry codes: the kind of file in the high bits, a number (a target) in the low ones.
 KIND_SHIFT = 20
-CODE_HDR_JSON, CODE_ADC_CSV, CODE_RAW_HDR = 1, 2, 3
+CODE_HDR_JSON, CODE_ADC_CSV, CODE_RAW_HDR, CODE_COORDINATES, CODE_ZIP = 1, 2, 3, 4, 5
 CODE_CLASS_SCORES, CODE_CLASSES = 8, 9  # generated from the class file (SPEC section 9)
-KIND_IMAGE, KIND_RAW, KIND_GAP = 1, 2, 3
+KIND_IMAGE, KIND_RAW, KIND_GAP, KIND_PAGE = 1, 2, 3, 4  # KIND_PAGE: a mosaic page, by number
 KIND_FEATURES, KIND_MULTIBLOB = 6, 7  # a product file's bytes, by version
 KIND_BLOB = 8  # a blob mask from the blobs zip, by target
 KIND_FOLDER = 15
+CODE_MASK = (1 << KIND_SHIFT) - 1
 _COPIES = {beside.FEATURES: KIND_FEATURES, beside.MULTIBLOB: KIND_MULTIBLOB}
 _COPY_KINDS = {code: kind for kind, code in _COPIES.items()}
 BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
+BYTES_PER_ZIP_MEMBER = 640  # what a zip that has been read keeps per member (tracemalloc, 1288 images)
 
 
 class Plan(NamedTuple):
@@ -105,7 +114,8 @@ class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
     def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False,
-                 settled: bool = False, problems: tuple[str, ...] = (), blobs: bool = False):
+                 mosaic: Mosaic | None = None, zip: bool = False, settled: bool = False,
+                 problems: tuple[str, ...] = (), blobs: bool = False):
         self.files = files
         self.header = header
         self.images = images = plan.images
@@ -128,6 +138,12 @@ class Bin:
             entries.append(Entry(f"{stem}.hdr", files.hdr.size, None, CODE_RAW_HDR, True))
         if adc is not None:
             entries.append(Entry(ADC_CSV, adc.csv_size, None, CODE_ADC_CSV, True))
+        self.mosaic, self.coordinates, self.zip_csv_size = mosaic, b"", -1
+        if mosaic is not None:
+            entries += self._mosaic_entries(mosaic)
+        if zip:
+            self.zip_csv_size = adc_csv_size(adc)
+            entries.append(Entry(f"{stem}.zip", self._zip_file().size, None, CODE_ZIP, True))
         self.mtimes: dict[int, int] = {}  # product records: their own mtime (not the raw files')
         self.blobs: dict[int, tuple] = {}  # blob masks by target: core.blobs.BlobMember fields
         self.product_problems: tuple[str, ...] = ()
@@ -135,6 +151,15 @@ class Bin:
         if files.products:
             entries += self._products(stem, beside.adc_targets(adc), blobs)
         self._index(entries)
+
+    def _mosaic_entries(self, mosaic: Mosaic) -> list[Entry]:
+        """`mosaic/coordinates.csv` and the pages it lays out: sizes from the images' sizes alone.
+        Like the zip, they change as a bin grows, so they are read past the page cache (`grows`)."""
+        self.coordinates = coordinates_csv(layout(((im.target, im.width, im.height) for im in self.images), *mosaic))
+        page = png_size(mosaic.width, mosaic.height)
+        return [Entry(f"{MOSAIC_FOLDER}/{COORDINATES}", len(self.coordinates), None, CODE_COORDINATES, True)] + [
+            Entry(f"{MOSAIC_FOLDER}/{page_name(n)}", page, None, KIND_PAGE << KIND_SHIFT | n, True)
+            for n in range(1, page_count(self.coordinates) + 1)]
 
     def _products(self, stem: str, targets: frozenset[int], blobs: bool) -> list[Entry]:
         """The records the bin's product files add (reads the class file and the blobs zip)."""
@@ -162,7 +187,8 @@ class Bin:
     def state(self) -> tuple:
         """Everything the model holds but its source files, as plain values (for the index)."""
         return (self.header, self.images, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json, self.entries,
-                self.settled, self.problems, self.mtimes, self.blobs, self.product_problems, self.product_missing)
+                self.settled, self.problems, self.mosaic, self.coordinates, self.zip_csv_size,
+                self.mtimes, self.blobs, self.product_problems, self.product_missing)
 
     @classmethod
     def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
@@ -170,7 +196,8 @@ class Bin:
         model = cls.__new__(cls)
         model.files = files
         (model.header, model.images, model.pairs, model.n_triggers, model.skipped_lines,
-         model.hdr_json, entries, model.settled, model.problems, model.mtimes, model.blobs,
+         model.hdr_json, entries, model.settled, model.problems, model.mosaic, model.coordinates,
+         model.zip_csv_size, model.mtimes, model.blobs,
          model.product_problems, model.product_missing) = state
         model._index(entries)
         return model
@@ -179,7 +206,12 @@ class Bin:
         self.entries = sorted(entries, key=lambda e: e.name)
         self.by_name = {e.name: e for e in self.entries}
         self.by_code = {e.code: e for e in self.entries}
-        self.footprint = 1024 + BYTES_PER_ENTRY * len(self.entries)
+        self.footprint = 1024 + BYTES_PER_ENTRY * len(self.entries) + len(self.coordinates)
+        if self.zip_csv_size >= 0:
+            self.footprint += BYTES_PER_ZIP_MEMBER * (len(self.images) + 3)
+        self._zipped: tuple[StoredZip, CrcTable] | None = None  # the zip, once read: built once
+        self._targets: dict[int, Image] | None = None  # images by target, once a view needs them
+        self._last_png: tuple[int, bytes] | None = None  # the zip member a ranged read made last
 
     def mtime_of(self, entry: Entry) -> int | None:
         """A record's own mtime when it has one (a product's), else None: the bin's."""
@@ -202,15 +234,25 @@ class Bin:
         """True when producing `entry` costs less than handing it to a worker thread (~100 us):
         `hdr.json`, or an image of one ROI under `limit` bytes (most images)."""
         if entry.image is None:
-            return entry.code == CODE_HDR_JSON
+            return entry.code in (CODE_HDR_JSON, CODE_COORDINATES)
         return entry.size < limit and len(entry.image.parts) == 1
 
+    def is_ranged(self, entry: Entry) -> bool:
+        """True for a record read by byte range (`read_range`), never produced whole: the zip."""
+        return entry.code == CODE_ZIP
+
+    def decodes(self, entry: Entry) -> bool:
+        """True when producing `entry` reads pixels (images, mosaic pages, the zip)."""
+        return entry.image is not None or entry.code >> KIND_SHIFT == KIND_PAGE or entry.code == CODE_ZIP
+
     @classmethod
-    def load(cls, files: BinFiles, stitch: str = "on", settled: bool = False, blobs: bool = False) -> "Bin":
+    def load(cls, files: BinFiles, stitch: str = "on", mosaic: Mosaic | None = None, zip: bool = False,
+             settled: bool = False, blobs: bool = False) -> "Bin":
         """Parse a bin's header and ADC, `settled` (no longer growing: see core.settle) or not;
         raises SourceUnreadable when a file cannot be read. `stitch` is one of STITCH_MODES;
-        D-style bins are never stitched, whatever it says. `blobs` shows the blob masks of its
-        products; products that cannot be read are left out (`product_problems`)."""
+        D-style bins are never stitched, whatever it says. `mosaic` (a page shape) adds the
+        mosaic views, `zip` the dashboard zip, `blobs` the blob masks of its products; products
+        that cannot be read are left out (`product_problems`)."""
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch={stitch!r}: expected one of {', '.join(STITCH_MODES)}")
         hdr = _read_source(files, files.hdr)
@@ -221,7 +263,8 @@ class Bin:
             adc = adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema, final=settled)
             roi_size = files.roi.size if files.roi is not None else 0  # no .roi: no image, pairs still
             plan = plan_images(adc.rois, roi_size, files.bin_id.style == "I" and stitch != "off")
-        return cls(files, header, adc, plan, stitch == "qc", settled, problems(files, hdr, adc) if settled else (), blobs)
+        return cls(files, header, adc, plan, stitch == "qc", mosaic, zip, settled,
+                   problems(files, hdr, adc) if settled else (), blobs)
 
     def _hdr_json(self, adc: adc_mod.Adc | None) -> bytes:
         bin_id = self.files.bin_id
@@ -258,6 +301,12 @@ class Bin:
                 raise ImageMissing(f"{self.files.bin_id}: no file {name}")
         if entry.image is not None:
             data = encode_png(entry.image.width, entry.image.height, self.pixels(entry.image, entry.view))
+        elif entry.code >> KIND_SHIFT == KIND_PAGE:
+            data = self._page(entry.code & CODE_MASK)
+        elif entry.code == CODE_ZIP:
+            data = self.read_range(entry, 0, entry.size)
+        elif entry.code == CODE_COORDINATES:
+            data = self.coordinates
         elif entry.code == CODE_HDR_JSON:
             data = self.hdr_json
         elif entry.code == CODE_RAW_HDR:
@@ -265,7 +314,7 @@ class Bin:
         elif entry.code >> KIND_SHIFT in (KIND_FEATURES, KIND_MULTIBLOB, KIND_BLOB) or entry.code in (CODE_CLASS_SCORES, CODE_CLASSES):
             data = self._product(entry)
         else:
-            data = adc_mod.parse_adc(_read_source(self.files, self.files.adc), self.files.bin_id.schema, final=self.settled).csv
+            data = self._adc().csv
         if len(data) != entry.size:
             raise ImageMissing(f"{self.files.bin_id}: {entry.name} changed in the source since it was listed")
         return data
@@ -278,7 +327,56 @@ class Bin:
             return beside.copy_bytes(products, _COPY_KINDS[kind], number)
         if kind == KIND_BLOB:
             return beside.blob_png(products, self.blobs[number])
-        adc = self.files.adc
-        targets = beside.adc_targets(adc_mod.parse_adc(_read_source(self.files, adc), self.files.bin_id.schema,
-                                                       final=self.settled) if adc is not None else None)
+        targets = beside.adc_targets(self._adc())
         return beside.class_csv(str(self.files.bin_id), products, targets, entry.code == CODE_CLASS_SCORES)
+
+    def read_range(self, entry: Entry, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of an entry (fewer at its end). A ranged record produces
+        only the zip members the range overlaps; any other entry is produced whole and sliced."""
+        if not self.is_ranged(entry):
+            return self.read(entry)[offset:offset + length]
+        zipped = self._zipped
+        if zipped is None:
+            made = self._zip_file()
+            zipped = self._zipped = (made, CrcTable(len(made.members)))
+        if zipped[0].size != entry.size:
+            raise ImageMissing(f"{self.files.bin_id}: {entry.name} changed in the source since it was listed")
+        return zipped[0].read(offset, length, zipped[1])
+
+    def _adc(self) -> adc_mod.Adc | None:
+        """The ADC parsed again, as it was seen (`adc.csv` and the zip's `{bin}.csv` are made from
+        it when read, so a kept model holds no ADC rows)."""
+        files = self.files
+        return adc_mod.parse_adc(_read_source(files, files.adc), files.bin_id.schema, final=self.settled) if files.adc else None
+
+    def _zip_file(self) -> StoredZip:
+        """The dashboard zip: its `{bin}.csv` from the ADC parsed again, its PNGs the images'."""
+        images = [(im.target, im.width, im.height) for im in self.images]
+        return bin_zip(self.files.bin_id, self.header, self._adc, images, self._png,
+                       self.files.mtime_ns // 10**9, self.zip_csv_size)
+
+    def _png(self, target: int) -> bytes:
+        """An image's PNG for the zip. The last one is kept: the next ranged read may start inside it."""
+        last = self._last_png
+        if last is not None and last[0] == target:
+            return last[1]
+        image = self._image(target)
+        data = encode_png(image.width, image.height, self.pixels(image))
+        self._last_png = (target, data)
+        return data
+
+    def _image(self, target: int) -> Image:
+        if self._targets is None:
+            self._targets = {im.target: im for im in self.images}
+        return self._targets[target]
+
+    def _page(self, number: int) -> bytes:
+        """Mosaic page `number`: its tiles, as `coordinates.csv` places them, drawn from the images."""
+        width, height, _ = self.mosaic
+
+        def pixels_of(target: int) -> tuple[int, int, bytes]:
+            image = self._image(target)
+            return image.width, image.height, self.pixels(image)
+
+        placements = page_placements(self.coordinates, number)
+        return encode_png(width, height, render_page(placements, width, height, pixels_of))

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
+from .binfilter import BinFilter
 from .errors import BinError
 from .ids import BinId, parse_bin_id, IdentifierError
 
@@ -149,14 +150,17 @@ def open_source(spec: str, exclude: tuple[str, ...] = ()) -> Source:
 
 
 class DataRoot:
-    """A tree of raw IFCB files in a source: which folders lead to bins, and which files make a bin."""
+    """A tree of raw IFCB files in a source: which folders lead to bins, and which files make a bin.
+    With a `bin_filter`, only the bins it matches exist, and only the folders that lead to them."""
 
-    def __init__(self, root: "str | Source", include_skipped: bool = False, exclude: str | None = None):
+    def __init__(self, root: "str | Source", include_skipped: bool = False, exclude: str | None = None,
+                 bin_filter: BinFilter = BinFilter()):
         """`exclude`: a folder never entered (the mountpoint: reading it from the daemon that
         serves it would wait on itself), when `root` is a path."""
         self.source = open_source(root, (exclude,) if exclude else ()) if isinstance(root, str) else root
         self.root = self.source.location
         self.include_skipped = include_skipped
+        self.bin_filter = bin_filter
         self.adcmod = self.source.sibling("adcmod")
         self.products: ProductFinder | None = None  # set to show products beside each bin
 
@@ -171,11 +175,14 @@ class DataRoot:
             stem, dot, ext = _name(f.path).rpartition(".")
             if dot and ext in EXTENSIONS:
                 names.setdefault(stem, {})[ext] = f
-        bins = {}
+        bins, stems = {}, set()
         for stem, files in names.items():
             try:
                 bin_id = parse_bin_id(stem)
             except IdentifierError:
+                continue
+            stems.add(stem)
+            if not self.bin_filter.matches(bin_id):
                 continue
             adc = self._adcmod(folder, stem) or files.get("adc")
             bins[stem] = BinFiles(bin_id, folder, files.get("hdr"), adc, files.get("roi"), self.source)
@@ -184,7 +191,7 @@ class DataRoot:
             for stem, products in found.items():
                 bins[stem] = replace(bins[stem], products=products)
         subfolders = tuple(d for d in listing.folders
-                           if self._wanted(d) and d not in bins and self.leads_to_bins(_join(folder, d)))
+                           if self._wanted(d) and d not in stems and self.leads_to_bins(_join(folder, d)))
         return Folder(folder, listing.stamp, subfolders, bins)
 
     def _adcmod(self, folder: str, stem: str) -> SourceFile | None:
@@ -194,7 +201,8 @@ class DataRoot:
         return self.adcmod.stat(f"{day}/{stem}.adc.mod")
 
     def leads_to_bins(self, folder: str) -> bool:
-        """True when a bin lies somewhere below `folder`; stops at the first one found."""
+        """True when a bin (one the filter matches) lies somewhere below `folder`; stops at the
+        first one found."""
         try:
             listing = self.source.listdir(folder)
         except SourceUnreadable:
@@ -203,8 +211,8 @@ class DataRoot:
             stem, dot, ext = _name(f.path).rpartition(".")
             if dot and ext in EXTENSIONS:
                 try:
-                    parse_bin_id(stem)
-                    return True
+                    if self.bin_filter.matches(parse_bin_id(stem)):
+                        return True
                 except IdentifierError:
                     pass
         return any(self.leads_to_bins(_join(folder, d)) for d in listing.folders if self._wanted(d))

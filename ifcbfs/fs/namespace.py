@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 from ..core.bin import Bin, Entry
 from ..core.errors import BinError
+from ..core.mosaic import Mosaic
 from ..core.settle import settled
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
 from ..service import RateLimitedLog, log_bad_bin
@@ -62,6 +63,8 @@ class Options:
     bin_cache: int = 64 << 20  # bytes of loaded bin models kept (an estimate; see Bin.footprint)
     umask: int = 0o022  # permission bits taken away: files 0644 and folders 0755, as an export writes them
     stitch: str = "on"  # one of core.bin.STITCH_MODES
+    mosaic: Mosaic | None = None  # the page shape of mosaic/ in each bin folder; None: no mosaic
+    zip: bool = False  # {bin}.zip in each bin folder
     products: tuple[tuple[str, str], ...] = ()  # product roots: (name, folder), in option order
     blobs: bool = False  # blobs/ in bin folders with a blobs zip
     classes: bool = False  # the by-class/ view
@@ -70,8 +73,9 @@ class Options:
     @property
     def signature(self) -> str:
         """The options that shape what a bin folder holds (an index is valid for these only)."""
+        views = (f",mosaic={self.mosaic}" if self.mosaic else "") + (",zip" if self.zip else "")
         products = "".join(f",products={name}={path}" for name, path in self.products)
-        return f"stitch={self.stitch}{products}{',blobs' if self.blobs and self.products else ''}"
+        return f"stitch={self.stitch}{views}{products}{',blobs' if self.blobs and self.products else ''}"
 
 
 class Node:
@@ -137,7 +141,7 @@ class Namespace:
         self._view_tops: tuple = ()  # what the views showed at the root when last published
         self._products_version = root.products.version if root.products is not None else 0
         self.cache = ByteCache(options.cache_size)
-        self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
+        self.decodes = 0  # files (or zip ranges) produced from pixels: listing must make none
         self.bins_listed = 0  # bins in a folder listing so far
         self.bins_loaded = 0  # bins whose folder has been read at least once
         self.parses = 0  # bins parsed from the source (not taken from the index)
@@ -235,15 +239,39 @@ class Namespace:
         data = self.cache.get(key)
         if data is not None:
             return data
+        data = self._produce(node, node.model.read, node.entry)
+        if not node.model.is_ranged(node.entry):  # (a ranged record may be larger than the cache)
+            self.cache.put(key, data)
+        return data
+
+    def is_ranged(self, node: Node) -> bool:
+        """True for a file read by range (`read_range`): never produced or cached whole."""
+        return node.entry is not None and node.model is not None and node.model.is_ranged(node.entry)
+
+    def read_range(self, node: Node, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of a file, from the bin model it was listed from."""
+        if node.kind != FILE:
+            raise FsError(errno.EISDIR)
+        return self._produce(node, node.model.read_range, node.entry, offset, length)
+
+    def pieces(self, node: Node, size: int = 1 << 22):
+        """The content of a file in pieces of at most `size` bytes (a ranged one is never whole)."""
+        if not self.is_ranged(node):
+            yield self.content(node)
+            return
+        for offset in range(0, node.size, size):
+            yield self.read_range(node, offset, size)
+
+    def _produce(self, node: Node, produce, *args) -> bytes:
+        """Call the model to produce bytes of a file, with errors as errnos; count decodes."""
         try:
-            data = node.model.read(node.entry)
+            data = produce(*args)
         except SourceUnreadable as err:
             raise FsError(err.errno, f"{node.path}: {err}") from None
         except BinError as err:  # ImageMissing among them: gone since it was listed
             raise FsError(errno.EIO, f"{node.path}: {err}") from None
-        if node.entry.image is not None:
+        if node.model.decodes(node.entry):
             self.decodes += 1
-        self.cache.put(key, data)
         return data
 
     # --- the kernel's references ---------------------------------------------------------
@@ -303,7 +331,8 @@ class Namespace:
             return model
         self.parses += 1
         try:
-            model = Bin.load(files, self.options.stitch, final, self.options.blobs)
+            model = Bin.load(files, self.options.stitch, self.options.mosaic, self.options.zip, final,
+                             self.options.blobs)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
         if model.problems:

@@ -182,9 +182,9 @@ class Operations(pyfuse3.Operations):
         if len(self._opened) >= OPENED_LIMIT:
             self._opened.clear()  # bounded memory on huge trees; rebuilt as files are opened
         if node.entry.grows:
-            # hdr.json and adc.csv change as a bin grows. Each open reads the version that was
-            # current when it opened (a handle of its own), past the page cache, which would
-            # zero-fill a page read from an older, shorter version.
+            # hdr.json, adc.csv, the mosaic and the zip change as a bin grows. Each open reads
+            # the version that was current when it opened (a handle of its own), past the page
+            # cache, which would zero-fill a page read from an older, shorter version.
             self._handles += 1
             self._pinned[self._handles] = node
             return pyfuse3.FileInfo(fh=self._handles, direct_io=True)
@@ -194,6 +194,8 @@ class Operations(pyfuse3.Operations):
     @_guard
     async def read(self, fh, off, size):
         node = self._pinned.get(fh) or await self._node(fh)  # a pinned text file, or an image by inode
+        if self.ns.is_ranged(node):  # (the zip) only the bytes asked for, never the whole file
+            return await trio.to_thread.run_sync(self.ns.read_range, node, off, size, limiter=self.limiter)
         data = self.ns.cache.get(node)
         if data is None:
             if self.ns.is_cheap(node):  # cheaper than the hop to a worker thread and back
