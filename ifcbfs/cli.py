@@ -44,6 +44,12 @@ or an object store's s3://BUCKET[/PREFIX] (credentials from the standard AWS cha
      since=DATE           only bins sampled at or after DATE (UTC: 2024-06-01, 2024-06-01T12:00:00Z)
      until=DATE           only bins sampled before DATE (UTC)
      instrument=N[:N...]  only bins of these instruments, e.g. instrument=5:124
+     products=DIR[:DIR...]  product trees (features, class scores, blobs, manual annotations) whose
+                          files are shown in each bin folder; NAME=DIR names a tree (default: its
+                          folder name), which is its classifier in by-class/
+     blobs                with products: blobs/ in each bin folder that has a blobs zip
+     classes              by-class/CLASSIFIER/LABEL/YYYY/: links to the images, one folder per class
+     bins_csv             bins.csv at the root: one row per bin (time, volume, concentration, path)
      include_skipped      also show the 'skip' and 'beads' folders
      allow_other          let other users read the mount (modes are enforced)
      uid=N, gid=N         owner shown for every file (default: the mounting user)
@@ -173,6 +179,27 @@ def _text(key: str, value: str) -> str:
     return value
 
 
+def product_roots(value: str) -> tuple[tuple[str, str], ...]:
+    """`products=DIR[:DIR...]`, each DIR possibly `NAME=DIR`: (name, absolute folder) in order.
+    A tree's name is its classifier in by-class/: one folder name, unique, and not `manual`."""
+    roots: list[tuple[str, str]] = []
+    for part in value.split(":"):
+        name, sep, path = part.partition("=")
+        if not sep:
+            name, path = "", part
+        if not path:
+            raise UsageError(f"products={value!r}: expected DIR[:DIR...] or NAME=DIR", 2)
+        path = os.path.abspath(path)
+        name = name or os.path.basename(path.rstrip(os.sep)) or "products"
+        if "/" in name or name.startswith(".") or name == "manual":
+            raise UsageError(f"products: {name!r} cannot name a product tree (its classifier folder in by-class/; "
+                             f"'manual' is the manual annotations'): give it another with NAME={path}", 2)
+        if any(name == other for other, _ in roots):
+            raise UsageError(f"products: two trees are named {name!r}: name them apart with NAME=DIR", 2)
+        roots.append((name, path))
+    return tuple(roots)
+
+
 _FLAGS = {"include_skipped", "allow_other", "nonempty", "recover"}
 _VALUES = {  # option -> what turns its text into its value (raising UsageError)
     "layout": lambda v: v if v in ("mirror", "flat") else _fail(f"layout={v!r}: expected mirror or flat"),
@@ -181,6 +208,7 @@ _VALUES = {  # option -> what turns its text into its value (raising UsageError)
     "until": lambda v: _parsed(parse_date, v, "until: "),
     "instrument": lambda v: _parsed(parse_instruments, v, "instrument: "),
     "stitch": lambda v: v if v in STITCH_MODES else _fail(f"stitch={v!r}: expected on, off or qc"),
+    "products": product_roots,
     "umask": _umask,
     "uid": lambda v: _whole("uid", v, 0),
     "gid": lambda v: _whole("gid", v, 0),
@@ -198,7 +226,7 @@ _VALUES = {  # option -> what turns its text into its value (raising UsageError)
 
 
 _VALUE_OPTIONAL = {"mosaic"}  # `mosaic` alone takes the default page
-_OPTION_FLAGS = {"zip"}  # flags that shape a bin folder (Options), not the mount
+_OPTION_FLAGS = {"zip", "blobs", "classes", "bins_csv"}  # flags that shape the tree (Options), not the mount
 
 
 def _fail(message: str):
@@ -278,6 +306,9 @@ def advice(cfg: Config) -> list[str]:
         if value != own and not cfg.allow_other:
             out.append(f"{key}={value} without allow_other: files show {key} {value} as owner, but only "
                        f"the mounting user can open them (add allow_other to let others read)")
+    for flag in ("blobs", "classes"):
+        if getattr(cfg.options, flag) and not cfg.options.products:
+            out.append(f"{flag} without products=DIR: there are no product files to show it from")
     return out
 
 
@@ -310,10 +341,22 @@ def nesting_problem(src: str, mnt: str) -> str | None:
     return None
 
 
+def products_problem(roots: tuple[tuple[str, str], ...], mnt: str | None = None) -> str | None:
+    """Why a product tree cannot be read, or would be hidden by the mount, in one line; else None."""
+    for name, path in roots:
+        problem = root_problem(path)
+        if problem:
+            return f"products {name}: {problem.replace('source ', '', 1)}"
+        if mnt and within(path, mnt):
+            return f"products {name}: {path} is inside the mountpoint {mnt}: the mount would hide it"
+    return None
+
+
 def check_paths(cfg: Config) -> None:
     """Refuse, with one clear line, what cannot be mounted; clear a dead mount with `recover`."""
     src, mnt = cfg.source, cfg.mountpoint
-    problem = root_problem(src, cfg.source_options()) or (None if s3.is_url(src) else nesting_problem(src, mnt))
+    problem = (root_problem(src, cfg.source_options()) or (None if s3.is_url(src) else nesting_problem(src, mnt))
+               or products_problem(cfg.options.products, mnt))
     if problem:
         raise UsageError(problem)
     if not os.path.exists("/dev/fuse"):
@@ -365,7 +408,12 @@ def serve(cfg: Config, on_ready, root: DataRoot) -> int:
 
     from .fs import ops as fs_ops
 
-    ns = Namespace(root, cfg.options, open_index(cfg))
+    from .crawler import Crawler, attach
+
+    index = open_index(cfg)
+    catalog, views = attach(root, cfg.options, index, (cfg.mountpoint,))
+    ns = Namespace(root, cfg.options, index, views)
+    crawler = Crawler(ns, catalog) if catalog is not None else None
     ops = fs_ops.Operations(ns, workers=cfg.threads, debug=cfg.debug)
     try:
         pyfuse3.init(ops, cfg.mountpoint, fuse_options(cfg))
@@ -379,6 +427,8 @@ def serve(cfg: Config, on_ready, root: DataRoot) -> int:
                     log.info("SIGHUP: dropping caches and re-reading the source")
                     try:
                         ns.drop_caches()
+                        if crawler:
+                            crawler.recheck()
                         await fs_ops.apply_changes(ops, True)
                     except Exception as err:  # like the watcher: a failed re-check never ends the daemon
                         log.error("SIGHUP: re-reading the source failed (%s: %s); still serving what was "
@@ -396,9 +446,11 @@ def serve(cfg: Config, on_ready, root: DataRoot) -> int:
         service.ready(f"serving {cfg.source} at {cfg.mountpoint}")
         while True:
             await trio.sleep(10)
-            service.status(f"serving {cfg.source}: {ns.status()}")
+            service.status(f"serving {cfg.source}: {ns.status()}" + (f"; {crawler.status()}" if crawler else ""))
 
     async def main():
+        if crawler:
+            crawler.start(cfg.poll)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(signals)
             nursery.start_soon(announce)

@@ -26,7 +26,9 @@ from .core.mosaic import parse_mosaic
 from .core import s3
 from .core.source import DataRoot, open_source, root_problem
 from .progress import Bar
-from .fs.namespace import BIN, FsError, Namespace, Node, Options
+from .cli import UsageError as OptionError, product_roots, products_problem
+from .crawler import Crawler, attach
+from .fs.namespace import BIN, DIR, LINK, ROOT_INO, VFILE, FsError, Namespace, Node, Options
 
 PROG = "ifcbfs-export"
 TMP_SUFFIX = ".ifcbfs-tmp"
@@ -57,6 +59,13 @@ def _argument(parse):
     return convert
 
 
+def _products(text: str) -> tuple:
+    try:
+        return product_roots(text)
+    except OptionError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _jobs(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
@@ -79,6 +88,13 @@ def make_parser() -> argparse.ArgumentParser:
                    "every image scaled by S percent (default 33), and coordinates.csv")
     p.add_argument("--zip", action="store_true", help="add BIN.zip to each bin folder: the bin as the IFCB dashboard zips it")
     p.add_argument("--include-skipped", action="store_true", help="also export the 'skip' and 'beads' folders")
+    p.add_argument("--products", metavar="DIR[:DIR...]", type=_products, default=(),
+                   help="product trees whose files are written into each bin folder (NAME=DIR names one), "
+                   "as -o products= does for the mount")
+    p.add_argument("--blobs", action="store_true", help="with --products: blobs/ in each bin folder with a blobs zip")
+    p.add_argument("--classes", action="store_true",
+                   help="by-class/CLASSIFIER/LABEL/YYYY/ with relative symbolic links to the images")
+    p.add_argument("--bins-csv", action="store_true", help="bins.csv: one row per exported bin")
     p.add_argument("--bins", metavar="GLOB", action="append", default=[],
                    help="only bins whose id matches this pattern (fnmatch; may be repeated)")
     p.add_argument("--since", metavar="DATE", type=_argument(parse_date),
@@ -147,7 +163,7 @@ def select_bins(ns: Namespace, report) -> tuple[list[Node], list[Node], int]:
             return False
         picked = [c for c in children.values() if c.kind == BIN]
         bins.extend(picked)
-        used = [c for c in children.values() if c.kind != BIN and visit(c)] or picked
+        used = [c for c in children.values() if c.kind == DIR and visit(c)] or picked
         if used:
             folders.append(node)
         return bool(used)
@@ -256,6 +272,42 @@ def _write(path: str, pieces, mtime_ns: int) -> None:
             os.unlink(tmp)
 
 
+def write_view(ns: Namespace, node: Node, path: str) -> tuple:
+    """Write a view (`by-class/` with its links, `bins.csv`) as the mount shows it:
+    (written, unchanged, errors, 0, message, 0)."""
+    written = unchanged = 0
+    problems: list[str] = []
+    try:
+        if node.kind == VFILE:
+            st = _present(path)
+            if st is not None and st.st_size == node.size and st.st_mtime_ns == node.mtime_ns:
+                unchanged += 1
+            else:
+                _write(path, ns.pieces(node), node.mtime_ns)
+                written += 1
+        elif node.kind == LINK:
+            if os.path.islink(path) and os.readlink(path) == node.target:
+                unchanged += 1
+            else:
+                tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}{TMP_SUFFIX}")
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                os.symlink(node.target, tmp)
+                os.replace(tmp, path)
+                written += 1
+            os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+        else:
+            os.makedirs(path, exist_ok=True)
+            for child in ns.listing(node.ino):
+                w, u, errors, _, message, _ = write_view(ns, child, os.path.join(path, child.name))
+                written, unchanged = written + w, unchanged + u
+                problems += [message] * errors
+            os.utime(path, ns=(node.mtime_ns, node.mtime_ns))
+    except (FsError, OSError) as err:
+        problems.append(f"{node.path}: not exported: {err}")
+    return written, unchanged, len(problems), 0, problems[0] if problems else None, 0
+
+
 # --- the main process ------------------------------------------------------------------------
 class Report:
     """Counts, the progress bar and log lines that do not break it."""
@@ -293,10 +345,18 @@ def run(args) -> int:
     dest, source_opts = os.path.abspath(args.dest), source_options(args)
     selected = bin_filter(args)
     check_paths(source, dest, source_opts)
-    options = Options(layout=args.layout, cache_size=0, stitch=args.stitch, mosaic=args.mosaic, zip=args.zip)
+    problem = products_problem(args.products)
+    if problem:
+        raise UsageError(problem)
+    options = Options(layout=args.layout, cache_size=0, stitch=args.stitch, mosaic=args.mosaic, zip=args.zip,
+                      products=args.products, blobs=args.blobs, classes=args.classes, bins_csv=args.bins_csv)
     root = DataRoot(open_source(source, options=source_opts), args.include_skipped, bin_filter=selected)
-    ns = Namespace(root, options)
+    catalog, views = attach(root, options, None, (dest,))
+    ns = Namespace(root, options, None, views)
     report = Report(0)
+    if catalog is not None:  # the product trees, and what the views show, before any bin
+        crawler = Crawler(ns, catalog)
+        crawler.walk_tree(crawler.walk_products(report.bar.text), report.bar.text)
     folders, bins, report.errors = select_bins(ns, report)
     report.bar.total = len(bins)
     target = lambda node: os.path.join(dest, *node.path.split("/")) if node.path else dest  # noqa: E731
@@ -326,6 +386,9 @@ def run(args) -> int:
             print(f"interrupted: {report.written} files written, {report.bar.total - report.bins} of "
                   f"{report.bar.total} bins left", file=report.stream, flush=True)
             return 130
+    for node in ns.listing(ROOT_INO):
+        if node.view is not None:
+            report.add(*write_view(ns, node, os.path.join(dest, node.name)))
     for node in sorted(folders, key=lambda n: n.path.count("/") + bool(n.path), reverse=True):
         try:  # deepest first: setting a folder's mtime does not change its parent's
             os.utime(target(node), ns=(node.mtime_ns, node.mtime_ns))

@@ -17,6 +17,7 @@ import pickle
 import queue
 import sqlite3
 import threading
+import time
 
 from . import __version__
 from .core.bin import Bin
@@ -24,7 +25,7 @@ from .core.source import BinFiles
 
 log = logging.getLogger("ifcbfs")
 
-FORMAT = 4  # bumped whenever what a record holds changes
+FORMAT = 5  # bumped whenever what a record holds changes
 QUEUE_SIZE = 4096
 BATCH = 256
 
@@ -49,8 +50,10 @@ def _key(path: str) -> bytes:
 
 
 def identity(files: BinFiles) -> str:
-    """The key a record must match: every source file's path, size, mtime and inode (or ETag)."""
-    return repr(tuple((f.path, f.size, f.mtime_ns, f.ident) if f else None for f in (files.hdr, files.adc, files.roi)))
+    """The key a record must match: every source file's path, size, mtime and inode (or ETag),
+    and those of the product files it used (a changed product file makes it stale)."""
+    raw = repr(tuple((f.path, f.size, f.mtime_ns, f.ident) if f else None for f in (files.hdr, files.adc, files.roi)))
+    return raw + repr(tuple(p.identity() for p in files.products)) if files.products else raw
 
 
 class Index:
@@ -96,9 +99,9 @@ class Index:
         if found == self.signature:
             self.records = db.execute("SELECT count(*) FROM bins").fetchone()[0]
         else:
-            with db:
-                db.execute("DROP TABLE IF EXISTS bins")
-                db.execute("DROP TABLE IF EXISTS meta")
+            with db:  # every table goes: the catalog's (ifcbfs.catalog) too
+                for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                    db.execute(f'DROP TABLE IF EXISTS "{table}"')
                 db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 db.execute("CREATE TABLE bins (path BLOB PRIMARY KEY, ident TEXT NOT NULL, state BLOB NOT NULL)")
                 db.execute("INSERT INTO meta VALUES ('signature', ?)", (self.signature,))
@@ -167,6 +170,7 @@ class Index:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        taken = len(batch)
         if None in batch:  # close() asks to stop once what came before is written
             batch = [item for item in batch if item is not None]
             self._writing = False
@@ -179,6 +183,13 @@ class Index:
         except Exception as err:  # disk full, read-only, deleted folder: keep serving, stop writing
             log.warning("index %s: writing failed (%s): no more records are written", self.path, err)
             self._writing = False
+        for _ in range(taken):
+            self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued record is written (or the writer has stopped)."""
+        while self._writing and self._queue.unfinished_tasks:
+            time.sleep(0.01)
 
     def _fail(self, why: str) -> None:
         if self._db is not None:

@@ -194,3 +194,36 @@ def test_a_refused_mount_makes_no_log_file(tmp_path, capsys):
     assert cli.main([str(tmp_path / "data"), str(tmp_path / "data" / "inner"), "-o", f"log={log}"]) == 1
     assert "is inside the source" in capsys.readouterr().err
     assert not log.exists() and not log.parent.exists()
+
+
+def test_product_options():
+    cfg = cli.parse_args(["/a", "/b", "-o", "products=/p/cnn:annotated=/q/manual-2024:rel,blobs,classes,bins_csv"])
+    o = cfg.options
+    assert o.products == (("cnn", "/p/cnn"), ("annotated", "/q/manual-2024"), ("rel", os.path.abspath("rel")))
+    assert o.blobs and o.classes and o.bins_csv and cli.advice(cfg) == []
+    bare = cli.parse_args(["/a", "/b", "-o", "blobs,classes"])
+    assert not bare.options.products and len(cli.advice(bare)) == 2  # blobs and classes need product trees
+    assert cli.parse_args(["/a", "/b"]).options.products == ()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("/p/x:/q/x", "two trees are named 'x'"),
+    ("/data/manual", "'manual' is the manual annotations'"),
+    ("a/b=/p", "cannot name a product tree"),
+    (".hidden=/p", "cannot name a product tree"),
+    ("name=", "expected DIR[:DIR...] or NAME=DIR"),
+    ("/p:", "expected DIR[:DIR...]"),
+])
+def test_bad_product_options(value, message):
+    with pytest.raises(cli.UsageError, match=message.replace("[", r"\[").replace(".", r"\.")) as err:
+        cli.parse_args(["/a", "/b", "-o", f"products={value}"])
+    assert err.value.status == 2
+
+
+def test_product_trees_are_checked_before_mounting(tmp_path):
+    (tmp_path / "p").mkdir()
+    assert cli.products_problem((("p", str(tmp_path / "p")),)) is None
+    assert "does not exist" in cli.products_problem((("q", str(tmp_path / "q")),))
+    mnt = tmp_path / "mnt"
+    (mnt / "inside").mkdir(parents=True)
+    assert "inside the mountpoint" in cli.products_problem((("i", str(mnt / "inside")),), str(mnt))

@@ -7,6 +7,8 @@ stitched images (on), every ROI as cut (off), and the stitched images with a `st
 that shows each one's raw composite and gap (qc). Opt-in views add `mosaic/` pages with their
 `coordinates.csv` (SPEC section 10) and the dashboard zip `{bin}.zip` (SPEC section 11), whose
 sizes also need no pixel; the zip is produced by byte range (`read_range`).
+Product files found beside the bin add their records (`core.beside`): features and multiblob
+CSVs, class_scores.csv, classes.csv and blobs/.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import zlib
 from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
+from . import beside
 from .binzip import adc_csv_size, bin_zip
 from .damage import problems
 from .errors import ImageMissing
@@ -60,9 +63,14 @@ class Entry(NamedTuple):
 # Entry codes: the kind of file in the high bits, a number (a target) in the low ones.
 KIND_SHIFT = 20
 CODE_HDR_JSON, CODE_ADC_CSV, CODE_RAW_HDR, CODE_COORDINATES, CODE_ZIP = 1, 2, 3, 4, 5
+CODE_CLASS_SCORES, CODE_CLASSES = 8, 9  # generated from the class file (SPEC section 9)
 KIND_IMAGE, KIND_RAW, KIND_GAP, KIND_PAGE = 1, 2, 3, 4  # KIND_PAGE: a mosaic page, by number
+KIND_FEATURES, KIND_MULTIBLOB = 6, 7  # a product file's bytes, by version
+KIND_BLOB = 8  # a blob mask from the blobs zip, by target
 KIND_FOLDER = 15
 CODE_MASK = (1 << KIND_SHIFT) - 1
+_COPIES = {beside.FEATURES: KIND_FEATURES, beside.MULTIBLOB: KIND_MULTIBLOB}
+_COPY_KINDS = {code: kind for kind, code in _COPIES.items()}
 BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
 BYTES_PER_ZIP_MEMBER = 640  # what a zip that has been read keeps per member (tracemalloc, 1288 images)
 
@@ -107,7 +115,7 @@ class Bin:
 
     def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False,
                  mosaic: Mosaic | None = None, zip: bool = False, settled: bool = False,
-                 problems: tuple[str, ...] = ()):
+                 problems: tuple[str, ...] = (), blobs: bool = False):
         self.files = files
         self.header = header
         self.images = images = plan.images
@@ -136,6 +144,12 @@ class Bin:
         if zip:
             self.zip_csv_size = adc_csv_size(adc)
             entries.append(Entry(f"{stem}.zip", self._zip_file().size, None, CODE_ZIP, True))
+        self.mtimes: dict[int, int] = {}  # product records: their own mtime (not the raw files')
+        self.blobs: dict[int, tuple] = {}  # blob masks by target: core.blobs.BlobMember fields
+        self.product_problems: tuple[str, ...] = ()
+        self.product_missing: str | None = None
+        if files.products:
+            entries += self._products(stem, beside.adc_targets(adc), blobs)
         self._index(entries)
 
     def _mosaic_entries(self, mosaic: Mosaic) -> list[Entry]:
@@ -147,10 +161,34 @@ class Bin:
             Entry(f"{MOSAIC_FOLDER}/{page_name(n)}", page, None, KIND_PAGE << KIND_SHIFT | n, True)
             for n in range(1, page_count(self.coordinates) + 1)]
 
+    def _products(self, stem: str, targets: frozenset[int], blobs: bool) -> list[Entry]:
+        """The records the bin's product files add (reads the class file and the blobs zip)."""
+        found = beside.shown(stem, self.files.products, targets, blobs)
+        raw = self.files.mtime_ns
+        entries = []
+        for kind, version, size, mtime in found.copies:
+            code = _COPIES[kind] << KIND_SHIFT | version
+            entries.append(Entry(f"{kind}_v{version}.csv", size, None, code))
+            self.mtimes[code] = max(mtime, raw)
+        if found.class_sizes is not None:
+            for code, name, size in zip((CODE_CLASS_SCORES, CODE_CLASSES), (beside.CLASS_SCORES_CSV, beside.CLASSES_CSV),
+                                        found.class_sizes):
+                entries.append(Entry(name, size, None, code))
+                self.mtimes[code] = max(found.class_mtime, raw)
+        self.blobs = found.blobs
+        for target, member in found.blobs.items():
+            if target < 1 << KIND_SHIFT:
+                entries.append(Entry(f"{beside.BLOBS_FOLDER}/{stem}_{target:05d}.png", member[4], None,
+                                     KIND_BLOB << KIND_SHIFT | target))
+                self.mtimes[KIND_BLOB << KIND_SHIFT | target] = max(found.blobs_mtime, raw)
+        self.product_problems, self.product_missing = tuple(found.problems), found.missing
+        return entries
+
     def state(self) -> tuple:
         """Everything the model holds but its source files, as plain values (for the index)."""
         return (self.header, self.images, self.pairs, self.n_triggers, self.skipped_lines, self.hdr_json, self.entries,
-                self.settled, self.problems, self.mosaic, self.coordinates, self.zip_csv_size)
+                self.settled, self.problems, self.mosaic, self.coordinates, self.zip_csv_size,
+                self.mtimes, self.blobs, self.product_problems, self.product_missing)
 
     @classmethod
     def from_state(cls, files: BinFiles, state: tuple) -> "Bin":
@@ -159,7 +197,8 @@ class Bin:
         model.files = files
         (model.header, model.images, model.pairs, model.n_triggers, model.skipped_lines,
          model.hdr_json, entries, model.settled, model.problems, model.mosaic, model.coordinates,
-         model.zip_csv_size) = state
+         model.zip_csv_size, model.mtimes, model.blobs,
+         model.product_problems, model.product_missing) = state
         model._index(entries)
         return model
 
@@ -173,6 +212,10 @@ class Bin:
         self._zipped: tuple[StoredZip, CrcTable] | None = None  # the zip, once read: built once
         self._targets: dict[int, Image] | None = None  # images by target, once a view needs them
         self._last_png: tuple[int, bytes] | None = None  # the zip member a ranged read made last
+
+    def mtime_of(self, entry: Entry) -> int | None:
+        """A record's own mtime when it has one (a product's), else None: the bin's."""
+        return self.mtimes.get(entry.code) if self.mtimes else None
 
     @staticmethod
     def folder_code(name: str) -> int:
@@ -208,11 +251,12 @@ class Bin:
 
     @classmethod
     def load(cls, files: BinFiles, stitch: str = "on", mosaic: Mosaic | None = None, zip: bool = False,
-             settled: bool = False) -> "Bin":
+             settled: bool = False, blobs: bool = False) -> "Bin":
         """Parse a bin's header and ADC, `settled` (no longer growing: see core.settle) or not;
         raises SourceUnreadable when a file cannot be read. `stitch` is one of STITCH_MODES;
         D-style bins are never stitched, whatever it says. `mosaic` (a page shape) adds the
-        mosaic views, `zip` the dashboard zip."""
+        mosaic views, `zip` the dashboard zip, `blobs` the blob masks of its products; products
+        that cannot be read are left out (`product_problems`)."""
         if stitch not in STITCH_MODES:
             raise ValueError(f"stitch={stitch!r}: expected one of {', '.join(STITCH_MODES)}")
         hdr = _read_source(files, files.hdr)
@@ -224,7 +268,7 @@ class Bin:
             roi_size = files.roi.size if files.roi is not None else 0  # no .roi: no image, pairs still
             plan = plan_images(adc.rois, roi_size, files.bin_id.style == "I" and stitch != "off")
         return cls(files, header, adc, plan, stitch == "qc", mosaic, zip, settled,
-                   problems(files, hdr, adc) if settled else ())
+                   problems(files, hdr, adc) if settled else (), blobs)
 
     def _hdr_json(self, adc: adc_mod.Adc | None) -> bytes:
         bin_id = self.files.bin_id
@@ -271,11 +315,24 @@ class Bin:
             data = self.hdr_json
         elif entry.code == CODE_RAW_HDR:
             data = _read_source(self.files, self.files.hdr)
+        elif entry.code >> KIND_SHIFT in (KIND_FEATURES, KIND_MULTIBLOB, KIND_BLOB) or entry.code in (CODE_CLASS_SCORES, CODE_CLASSES):
+            data = self._product(entry)
         else:
             data = self._adc().csv
         if len(data) != entry.size:
             raise ImageMissing(f"{self.files.bin_id}: {entry.name} changed in the source since it was listed")
         return data
+
+    def _product(self, entry: Entry) -> bytes:
+        """The bytes of a product record (raises ProductError when they cannot be made)."""
+        kind, number = entry.code >> KIND_SHIFT, entry.code & ((1 << KIND_SHIFT) - 1)
+        products = self.files.products
+        if kind in _COPY_KINDS:
+            return beside.copy_bytes(products, _COPY_KINDS[kind], number)
+        if kind == KIND_BLOB:
+            return beside.blob_png(products, self.blobs[number])
+        targets = beside.adc_targets(self._adc())
+        return beside.class_csv(str(self.files.bin_id), products, targets, entry.code == CODE_CLASS_SCORES)
 
     def read_range(self, entry: Entry, offset: int, length: int) -> bytes:
         """Bytes [offset, offset+length) of an entry (fewer at its end). A ranged record produces

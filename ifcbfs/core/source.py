@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from .binfilter import BinFilter
@@ -92,8 +92,37 @@ class Source(ABC):
 
 
 @dataclass(frozen=True, slots=True)
+class ProductFile:
+    """A product file found for a bin (SPEC section 9) in a product root: the root's name (the
+    classifier of its class files), the product's kind and version (core.products), the file as
+    seen, and the source that reads it."""
+
+    root: str
+    kind: str
+    version: int | None
+    file: SourceFile
+    source: Source | None = field(default=None, compare=False, repr=False)
+
+    def identity(self) -> tuple:
+        """What tells this file apart from another version of it (for index records)."""
+        f = self.file
+        return (self.root, self.kind, self.version, f.path, f.size, f.mtime_ns, f.ident)
+
+
+class ProductFinder(ABC):
+    """Where a data root finds each bin's product files (an index of the product trees)."""
+
+    version: int = 0  # changes whenever any bin's product files do
+
+    @abstractmethod
+    def find(self, bin_ids: list[str]) -> dict[str, tuple[ProductFile, ...]]:
+        """The product files of each bin that has some, in a stable order."""
+
+
+@dataclass(frozen=True, slots=True)
 class BinFiles:
-    """The raw files of one bin (any may be missing), as seen when its folder was read."""
+    """The raw files of one bin (any may be missing), as seen when its folder was read, and the
+    product files found for it (with `-o products`)."""
 
     bin_id: BinId
     folder: str  # relative to the data root, '' for the root itself
@@ -101,6 +130,7 @@ class BinFiles:
     adc: SourceFile | None
     roi: SourceFile | None
     source: Source | None = field(default=None, compare=False, repr=False)
+    products: tuple[ProductFile, ...] = ()
 
     @property
     def mtime_ns(self) -> int:
@@ -143,6 +173,7 @@ class DataRoot:
         self.include_skipped = include_skipped
         self.bin_filter = bin_filter
         self.adcmod = self.source.sibling("adcmod")
+        self.products: ProductFinder | None = None  # set to show products beside each bin
 
     def _wanted(self, name: str) -> bool:
         return not name.startswith(".") and (self.include_skipped or name not in SKIPPED)
@@ -167,6 +198,10 @@ class DataRoot:
                 continue
             adc = self._adcmod(folder, stem) or files.get("adc")
             bins[stem] = BinFiles(bin_id, folder, files.get("hdr"), adc, files.get("roi"), self.source)
+        if self.products is not None and bins:
+            found = self.products.find(list(bins))
+            for stem, products in found.items():
+                bins[stem] = replace(bins[stem], products=products)
         subfolders = tuple(d for d in listing.folders
                            if self._wanted(d) and d not in stems
                            and (d in known or self.leads_to_bins(_join(folder, d))))
@@ -217,7 +252,12 @@ class DataRoot:
         base = _join(files.folder, str(files.bin_id))
         current = {ext: self.source.stat(f"{base}.{ext}") for ext in EXTENSIONS}
         adc = self._adcmod(files.folder, str(files.bin_id)) or current["adc"]
-        return BinFiles(files.bin_id, files.folder, current["hdr"], adc, current["roi"], self.source)
+        return BinFiles(files.bin_id, files.folder, current["hdr"], adc, current["roi"], self.source,
+                        self.products_of(str(files.bin_id)))
+
+    def products_of(self, bin_id: str) -> tuple[ProductFile, ...]:
+        """The product files found for one bin now (none without a product finder)."""
+        return self.products.find([bin_id]).get(bin_id, ()) if self.products is not None else ()
 
     def stamp(self, folder: str) -> int:
         """The folder's change stamp (see Source.stamp)."""

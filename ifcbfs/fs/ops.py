@@ -156,6 +156,10 @@ class Operations(pyfuse3.Operations):
                 break
             self.ns.looked_up(child)  # a readdirplus entry is a reference, like a lookup
 
+    @_guard
+    async def readlink(self, inode, ctx):
+        return os.fsencode(self.ns.readlink(inode))
+
     async def releasedir(self, fh):
         if self.debug:
             log.debug("releasedir(%r)", fh)
@@ -173,6 +177,8 @@ class Operations(pyfuse3.Operations):
         node = await self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        if node.entry is None:  # a symbolic link (the kernel follows it before opening)
+            raise pyfuse3.FUSEError(errno.ELOOP)
         if len(self._opened) >= OPENED_LIMIT:
             self._opened.clear()  # bounded memory on huge trees; rebuilt as files are opened
         if node.entry.grows:
