@@ -19,6 +19,7 @@ from array import array
 from typing import Iterable, Iterator, NamedTuple
 
 from .core.products import ProductName
+from .index import transaction
 from .core.source import ProductFile, ProductFinder, Source, SourceFile
 
 log = logging.getLogger("ifcbfs")
@@ -109,7 +110,7 @@ class Catalog(ProductFinder):
     def _write(self, statements: list[tuple[str, tuple | list]]) -> bool:
         """Run statements in one transaction (a list of args runs one statement for each)."""
         try:
-            with self._lock, self._db:
+            with self._lock, transaction(self._db):
                 for sql, args in statements:
                     if isinstance(args, list):
                         self._db.executemany(sql, args)

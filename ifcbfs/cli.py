@@ -465,14 +465,28 @@ def serve(cfg: Config, on_ready, root: DataRoot) -> int:
         pyfuse3.close(unmount=True)
         raise
     except BaseException as err:
+        _shut(crawler, index, catalog)
         log.critical("stopped by an unexpected error (%s: %s). The mount at %s is left dead, not unmounted: an "
                      "empty folder there could make rsync --delete empty a mirror; reads fail with 'transport "
                      "endpoint is not connected'. Clear it with 'fusermount3 -u %s' or mount again with -o recover",
                      type(err).__name__, err, cfg.mountpoint, cfg.mountpoint, exc_info=err)
         pyfuse3.close(unmount=False)
         return 1
+    _shut(crawler, index, catalog)
     pyfuse3.close(unmount=True)  # asked to stop (SIGTERM, SIGINT) or unmounted from outside
     return 0
+
+
+def _shut(crawler, index, catalog) -> None:
+    """Stop the crawler, write what the index has queued and close it, stop the product reader."""
+    from .core import beside
+
+    for step in (crawler and crawler.stop, index and index.close, catalog and catalog.close, beside.close_reader):
+        try:
+            if step:
+                step()
+        except Exception as err:  # shutting down: say it, never hide the reason the daemon stops
+            log.warning("while stopping: %s: %s", type(err).__name__, err)
 
 
 def _daemon(cfg: Config, logfile: str | None, root: DataRoot) -> int:
@@ -494,7 +508,10 @@ def _daemon(cfg: Config, logfile: str | None, root: DataRoot) -> int:
     service.enable_stack_dumps(service.setup_logging(foreground=False, debug=cfg.debug, logfile=logfile))
 
     def ready():
-        os.write(write_end, b"ok")
+        try:
+            os.write(write_end, b"ok")
+        except OSError:  # the starting command was interrupted: serve all the same
+            pass
         os.close(write_end)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):

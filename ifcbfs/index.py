@@ -10,6 +10,7 @@ ifcbfs serving exactly what it would serve without an index.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -28,6 +29,19 @@ log = logging.getLogger("ifcbfs")
 FORMAT = 5  # bumped whenever what a record holds changes
 QUEUE_SIZE = 4096
 BATCH = 256
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection):
+    """All of a block's statements, or none of them (the connections run in autocommit mode, so
+    `with db:` alone would commit statement by statement)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def default_dir() -> str:
@@ -99,7 +113,7 @@ class Index:
         if found == self.signature:
             self.records = db.execute("SELECT count(*) FROM bins").fetchone()[0]
         else:
-            with db:  # every table goes: the catalog's (ifcbfs.catalog) too
+            with transaction(db):  # every table goes: the catalog's (ifcbfs.catalog) too
                 for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
                     db.execute(f'DROP TABLE IF EXISTS "{table}"')
                 db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -122,10 +136,10 @@ class Index:
 
     def get(self, path: str, files: BinFiles) -> Bin | None:
         """The bin's model from the index, if a record for exactly these source files is there."""
-        if self._db is None:
-            return None
         try:
             with self._lock:
+                if self._db is None:  # closed, or given up on
+                    return None
                 row = self._db.execute("SELECT ident, state FROM bins WHERE path = ?", (_key(path),)).fetchone()
         except sqlite3.Error as err:  # damaged, or gone from under us: never a wrong answer
             self._fail(f"reading it failed ({err})")
@@ -176,7 +190,7 @@ class Index:
             self._writing = False
         try:
             rows = [(_key(path), ident, pickle.dumps(model.state(), pickle.HIGHEST_PROTOCOL)) for path, ident, model in batch]
-            with db:
+            with transaction(db):
                 new = sum(db.execute("SELECT 1 FROM bins WHERE path = ?", row[:1]).fetchone() is None for row in rows)
                 db.executemany("INSERT OR REPLACE INTO bins VALUES (?, ?, ?)", rows)
             self.records += new

@@ -70,6 +70,15 @@ def call(func, *args, what: str):
     return _reader[1].call(func, *args, what=what)
 
 
+def close_reader() -> None:
+    """Stop this process's product reader, if it started one."""
+    global _reader
+    with _reader_lock:
+        if _reader is not None and _reader[0] == os.getpid():
+            _reader[1].close()
+        _reader = None
+
+
 def missing_package(kind: str) -> str | None:
     """The line saying which package reading files of `kind` needs, when it is not installed."""
     module = _NEEDS.get(kind)

@@ -228,6 +228,10 @@ class Namespace:
         """The whole content of the file that inode `ino` is now."""
         return self.content(self.node(ino))
 
+    def cached(self, node: Node) -> bytes | None:
+        """A file's content if it is in the cache (nothing is read or produced)."""
+        return self.cache.get((node.ino, node.model))
+
     def content(self, node: Node) -> bytes:
         """The whole content of a file, from the cache or produced now (decoding its pixels).
 
@@ -582,7 +586,8 @@ class Namespace:
             if sweep:
                 self._swept = clock
             for node in folders:
-                self._refresh_dir(node, changes, replaced, sweep or self._frontier(node, clock))
+                if self.nodes.get(node.ino) is node:  # (not dropped earlier in this pass)
+                    self._refresh_dir(node, changes, replaced, sweep or self._frontier(node, clock))
             self._refresh_views(changes)
             bins = list(self._models.values()) if everything else list(self._live)
             now = time.time()
@@ -605,7 +610,10 @@ class Namespace:
     def _frontier(self, node: Node, clock: float) -> bool:
         """Whether a folder whose source gives no change stamp is re-listed at this poll: when it
         changed within LIVE_SECONDS, or it is the root, or the last of its parent's folders in
-        name order (where a chronological archive grows: the newest year, day)."""
+        name order (where a chronological archive grows: the newest year, day). The flat root
+        stands for the whole source, so it waits for the sweep."""
+        if node is self.root and self.options.layout == "flat":
+            return False
         if node.parent is None or clock - node.changed < LIVE_SECONDS:
             return True
         siblings = [name for name, child in (node.parent.children or {}).items() if child.kind == DIR]
@@ -708,14 +716,17 @@ class Namespace:
         return old
 
     def _changed_entries(self, node: Node, old: Bin | None, changes: list) -> None:
-        """After a bin changed: the kernel forgets its files' attributes and the names now gone."""
-        if old is None:
-            return
+        """After a bin changed: the kernel forgets its files' attributes and the names now gone.
+        A bin that had left memory had its model evicted, not forgotten by the kernel: its files'
+        codes are stable, so the new model's say which inodes the kernel may still hold."""
         try:
             new = self.model(node)
             names = {e.name for e in new.entries}
         except FsError:
             new, names = None, set()
+        if old is None:
+            changes.extend(("inode", node.ino | e.code) for e in (new.entries if new else ()))
+            return
         folders = {name.rpartition("/")[0] for name in names}
         gone_folders = set()
         for entry in old.entries:
@@ -730,7 +741,8 @@ class Namespace:
 
     def _drop(self, node: Node) -> None:
         """Take a folder or bin (and everything below it) out of the tree."""
-        self.nodes.pop(node.ino, None)
+        if self.nodes.get(node.ino) is node:  # (not a new node of another kind at its name)
+            del self.nodes[node.ino]
         if node.kind == BIN:
             self._unload(node)
             self._live.discard(node)
@@ -746,6 +758,7 @@ class Namespace:
         node = Node(inode_of(path), self.root, path.rpartition("/")[2], BIN, path, files.mtime_ns)
         node.files = files
         self.nodes[node.ino] = node
+        self.bins_listed += 1  # (release takes it back off)
         try:
             self.model(node)
         except BaseException:

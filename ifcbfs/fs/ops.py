@@ -62,6 +62,7 @@ class Operations(pyfuse3.Operations):
         self.uid, self.gid = ns.options.uid, ns.options.gid
         self.debug = debug
         self.limiter = trio.CapacityLimiter(workers)
+        self.refreshing = trio.CapacityLimiter(1)  # re-checks of the source: never a reader's thread
         self._opened: dict[int, pyfuse3.FileInfo] = {}  # images: fh is the inode, one FileInfo for all opens
         self._pinned: dict[int, Node] = {}  # hdr.json/adc.csv handles: the version each open reads
         self._handles = 1 << 63  # their fh numbers, above every inode number
@@ -196,7 +197,7 @@ class Operations(pyfuse3.Operations):
         node = self._pinned.get(fh) or await self._node(fh)  # a pinned text file, or an image by inode
         if self.ns.is_ranged(node):  # (the zip) only the bytes asked for, never the whole file
             return await trio.to_thread.run_sync(self.ns.read_range, node, off, size, limiter=self.limiter)
-        data = self.ns.cache.get(node)
+        data = self.ns.cached(node)
         if data is None:
             if self.ns.is_cheap(node):  # cheaper than the hop to a worker thread and back
                 data = self.ns.content(node)
@@ -247,7 +248,7 @@ for _name in ("setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename
 async def apply_changes(ops: Operations, everything: bool = False) -> None:
     """Re-check the source (`everything`: every loaded bin too), apply what changed and make
     the kernel forget it (in worker threads)."""
-    changes = await trio.to_thread.run_sync(ops.ns.refresh, everything, limiter=ops.limiter)
+    changes = await trio.to_thread.run_sync(ops.ns.refresh, everything, limiter=ops.refreshing)
     if changes:
         await trio.to_thread.run_sync(invalidate, changes)
 
