@@ -21,7 +21,7 @@ from .core.ids import BinId, parse_bin_id, target_id
 from .core.settle import settled
 from .core.source import BinFiles, DataRoot
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "Bin", "BinError", "BinFiles", "BinId", "DataRoot", "Entry", "IdentifierError", "Image",
     "ImageMissing", "bins", "image", "open_root", "parse_bin_id", "png", "target_id",
