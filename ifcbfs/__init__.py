@@ -12,14 +12,16 @@ The small public API of the parsing core::
 from __future__ import annotations
 
 import io
+import time
 from typing import Iterator
 
 from .core.bin import Bin, Entry, Image
 from .core.errors import BinError, IdentifierError, ImageMissing
 from .core.ids import BinId, parse_bin_id, target_id
+from .core.settle import settled
 from .core.source import BinFiles, DataRoot
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "Bin", "BinError", "BinFiles", "BinId", "DataRoot", "Entry", "IdentifierError", "Image",
     "ImageMissing", "bins", "image", "open_root", "parse_bin_id", "png", "target_id",
@@ -32,10 +34,11 @@ def open_root(path: str, include_skipped: bool = False) -> DataRoot:
 
 
 def bins(root: DataRoot, folder: str = "", stitch: str = "on") -> Iterator[Bin]:
-    """Every bin below `folder` of the root, loaded (header and ADC parsed, no pixel read);
-    `stitch` as the mount's option: "on", "off" (every ROI as cut) or "qc"."""
+    """Every bin below `folder` of the root, loaded as the mount loads it (header and ADC
+    parsed, no pixel read; a bin unchanged for a minute is taken as complete); `stitch` as the
+    mount's option: "on", "off" (every ROI as cut) or "qc"."""
     for files in root.walk(folder):
-        yield Bin.load(files, stitch)
+        yield Bin.load(files, stitch, settled=settled(files, time.time()))
 
 
 def _image(b: Bin, target: int) -> Image:

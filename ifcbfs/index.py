@@ -10,6 +10,7 @@ ifcbfs serving exactly what it would serve without an index.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import marshal
@@ -17,6 +18,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 
 from . import __version__
 from .core.bin import Bin
@@ -24,9 +26,22 @@ from .core.source import BinFiles
 
 log = logging.getLogger("ifcbfs")
 
-FORMAT = 5  # bumped whenever what a record holds changes
+FORMAT = 6  # bumped whenever what a record holds changes
 QUEUE_SIZE = 4096
 BATCH = 256
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection):
+    """All of a block's statements, or none of them (the connections run in autocommit mode, so
+    `with db:` alone would commit statement by statement)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def default_dir() -> str:
@@ -49,8 +64,10 @@ def _key(path: str) -> bytes:
 
 
 def identity(files: BinFiles) -> str:
-    """The key a record must match: every source file's path, size, mtime and inode (or ETag)."""
-    return repr(tuple((f.path, f.size, f.mtime_ns, f.ident) if f else None for f in (files.hdr, files.adc, files.roi)))
+    """The key a record must match: every source file's path, size, mtime and inode (or ETag),
+    and those of the product files it used (a changed product file makes it stale)."""
+    raw = repr(tuple((f.path, f.size, f.mtime_ns, f.ident) if f else None for f in (files.hdr, files.adc, files.roi)))
+    return raw + repr(tuple(p.identity() for p in files.products)) if files.products else raw
 
 
 class Index:
@@ -61,6 +78,7 @@ class Index:
         self.wait = wait  # put() waits for the writer instead of dropping (ifcbfs index)
         self.signature = f"ifcbfs {__version__} format {FORMAT} {signature}"
         self.hits = self.misses = 0
+        self.records = 0  # bins the index holds: counted once at open, then as the writer adds
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(QUEUE_SIZE)
         self._db: sqlite3.Connection | None = None
@@ -93,10 +111,12 @@ class Index:
                     os.unlink(self.path + suffix)
             db = self._connect()
             found = None
-        if found != self.signature:
-            with db:
-                db.execute("DROP TABLE IF EXISTS bins")
-                db.execute("DROP TABLE IF EXISTS meta")
+        if found == self.signature:
+            self.records = db.execute("SELECT count(*) FROM bins").fetchone()[0]
+        else:
+            with transaction(db):  # every table goes: the catalog's (ifcbfs.catalog) too
+                for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                    db.execute(f'DROP TABLE IF EXISTS "{table}"')
                 db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 db.execute("CREATE TABLE bins (path BLOB PRIMARY KEY, ident TEXT NOT NULL, state BLOB NOT NULL)")
                 db.execute("INSERT INTO meta VALUES ('signature', ?)", (self.signature,))
@@ -117,10 +137,10 @@ class Index:
 
     def get(self, path: str, files: BinFiles) -> Bin | None:
         """The bin's model from the index, if a record for exactly these source files is there."""
-        if self._db is None:
-            return None
         try:
             with self._lock:
+                if self._db is None:  # closed, or given up on
+                    return None
                 row = self._db.execute("SELECT ident, state FROM bins WHERE path = ?", (_key(path),)).fetchone()
         except sqlite3.Error as err:  # damaged, or gone from under us: never a wrong answer
             self._fail(f"reading it failed ({err})")
@@ -169,16 +189,26 @@ class Index:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        taken = len(batch)
         if None in batch:  # close() asks to stop once what came before is written
             batch = [item for item in batch if item is not None]
             self._writing = False
         try:
             rows = [(_key(path), ident, marshal.dumps(model.state(), 4)) for path, ident, model in batch]
-            with db:
+            with transaction(db):
+                new = sum(db.execute("SELECT 1 FROM bins WHERE path = ?", row[:1]).fetchone() is None for row in rows)
                 db.executemany("INSERT OR REPLACE INTO bins VALUES (?, ?, ?)", rows)
+            self.records += new
         except Exception as err:  # disk full, read-only, deleted folder: keep serving, stop writing
             log.warning("index %s: writing failed (%s): no more records are written", self.path, err)
             self._writing = False
+        for _ in range(taken):
+            self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued record is written (or the writer has stopped)."""
+        while self._writing and self._queue.unfinished_tasks:
+            time.sleep(0.01)
 
     def _fail(self, why: str) -> None:
         if self._db is not None:
@@ -194,10 +224,3 @@ class Index:
             with self._lock:
                 self._db.close()
                 self._db = None
-
-    def count(self) -> int:
-        """How many bins the index holds."""
-        if self._db is None:
-            return 0
-        with self._lock:
-            return self._db.execute("SELECT count(*) FROM bins").fetchone()[0]

@@ -29,6 +29,15 @@ class Bar:
         self.stream.write(f"\r\033[K[{'#' * fill}{'.' * (24 - fill)}] {text}, ETA {eta}")
         self.stream.flush()
 
+    def text(self, text: str) -> None:
+        """Draw `text` alone (work whose total is not known yet)."""
+        now = time.monotonic()
+        if not self.on or now - self.shown < 0.2:
+            return
+        self.shown = now
+        self.stream.write(f"\r\033[K{text[:100]}")
+        self.stream.flush()
+
     def clear(self) -> None:
         """Take the bar off the line (before a log line or the summary)."""
         if self.on and self.shown:

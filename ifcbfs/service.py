@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,47 @@ def status(text: str) -> bool:
     return notify("STATUS=" + _one_line(text))
 
 
-def setup_logging(foreground: bool, debug: bool) -> None:
-    """Configure the root logger for the command-line program.
+def log_file(given: str, foreground: bool, mountpoint: str) -> str | None:
+    """The file logs go to: `given` (``-o log=FILE``), else, in the background without
+    syslog, a file of the mountpoint's in ``$XDG_STATE_HOME/ifcbfs``; None for stderr/syslog.
 
-    In the foreground, log to stderr as ``ifcbfs: LEVEL message`` (under
-    systemd, journald adds the timestamp and unit).  In the background, log
-    to syslog through ``/dev/log`` when it exists, else to stderr.  ``debug``
-    selects DEBUG, otherwise INFO.  Calling it again replaces the handlers.
+    (In the background stderr is /dev/null once the mount serves: logs must go somewhere.)"""
+    if given:
+        return given
+    if foreground or os.path.exists(SYSLOG_SOCKET):
+        return None
+    state = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(state):  # unset, or relative (which the XDG spec says to ignore)
+        state = os.path.join(os.path.expanduser("~"), ".local", "state")
+    name = os.path.abspath(mountpoint).strip("/").replace("/", "-") or "root"
+    return os.path.join(state, "ifcbfs", name + ".log")
+
+
+def log_file_problem(path: str) -> str | None:
+    """Why log lines cannot be appended to `path` (its folder is made if missing); None if they can."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        return f"cannot be written ({err.strerror})"  # said after the file's name
+    return None
+
+
+def setup_logging(foreground: bool, debug: bool, logfile: str | None = None):
+    """Configure the root logger for the command-line program; returns where SIGUSR1 stack
+    dumps should go (see :func:`enable_stack_dumps`).
+
+    With ``logfile``, append to it, each line with its time. Otherwise, in the foreground,
+    log to stderr as ``ifcbfs: LEVEL message`` (under systemd, journald adds the timestamp
+    and unit), and in the background to syslog through ``/dev/log`` when it exists, else to
+    stderr.  ``debug`` selects DEBUG, otherwise INFO.  Calling it again replaces the handlers.
     """
     handler: logging.Handler | None = None
-    if foreground:
+    if logfile:
+        handler = logging.FileHandler(logfile, encoding="utf-8")
+        fmt = "%(asctime)s ifcbfs[%(process)d]: %(levelname)s %(message)s"
+    elif foreground:
         fmt = "ifcbfs: %(levelname)s %(message)s"
     else:
         fmt = "ifcbfs[%(process)d]: %(levelname)s %(message)s"
@@ -96,6 +128,7 @@ def setup_logging(foreground: bool, debug: bool) -> None:
         old.close()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    return None if isinstance(handler, logging.handlers.SysLogHandler) else handler.stream
 
 
 def _libc():
@@ -125,12 +158,23 @@ def one_malloc_arena() -> bool:
         return False
 
 
-def enable_stack_dumps(signum: int = signal.SIGUSR1) -> None:
-    """Dump every thread's stack to stderr on ``signum`` (``kill -USR1 PID``).
+def enable_stack_dumps(file, signum: int = signal.SIGUSR1) -> None:
+    """Dump every thread's stack on ``signum`` (``kill -USR1 PID``) to ``file``, or, when
+    ``file`` is None (logging to syslog, which has no file), as log lines.
 
-    For diagnosing a hung mount without stopping it.
+    For diagnosing a hung mount without stopping it.  faulthandler writes even when every
+    Python thread is stuck; the log lines need the main thread to run.
     """
-    faulthandler.register(signum, file=sys.stderr, all_threads=True)
+    if file is not None:
+        faulthandler.register(signum, file=file, all_threads=True)
+    else:
+        signal.signal(signum, _log_stacks)
+
+
+def _log_stacks(signum, frame) -> None:
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, stack in sys._current_frames().items():
+        log.warning("stack of thread %s (SIGUSR1):\n%s", names.get(ident, ident), "".join(traceback.format_stack(stack)))
 
 
 class RateLimitedLog:

@@ -24,6 +24,7 @@ import shlex               # noqa: E402
 import shutil              # noqa: E402
 import signal              # noqa: E402
 import statistics          # noqa: E402
+import subprocess          # noqa: E402
 import time                # noqa: E402
 
 from benchlib import (MOUNT_TIMEOUT, Daemon, Series, bin_dirs_of, cached_synth, ceiling_cmd, ifcbfs_cmd,  # noqa: E402
@@ -53,6 +54,13 @@ subjects are interleaved; every "cold" pass uses a fresh mount):
              to the first read of a hdr.json; s (the tree is cached in bench-out/)
   decodes    the daemon's decode counter (its .ifcbfs-stats file at the mount root)
              over a stat walk, when the daemon has it
+
+--s3 measures an object store instead: the same dataset uploaded to a SeaweedFS on localhost
+(started and stopped by the benchmark, as in the tests), read cold and warm by --readers
+readers on an s3:// mount (with read-ahead, and with readahead=0) and on the local mount, in
+the same run; the walk + lstat of every entry (listing time) on a fresh mount with a new index
+and again with that index warm; GET and LIST requests per image from the server's metrics.
+Target: s3 / local cold read with --readers readers >= 0.5.
 
 Targets: cold 1 reader / export >= 1.0; cold 4 readers / export >= 1.6;
 warm / ceiling (same readers) >= 0.9; stat / ceiling >= 0.9; peak RSS <= 150 MB;
@@ -101,6 +109,7 @@ class Bench:
         self.checks: list[str] = []      # sanity problems found while measuring
         self.info: dict = {}
         self.pool = None
+        self.server = None  # --s3: the SeaweedFS server
 
     # -- bookkeeping
     def rec(self, key: str, value, unit: str) -> None:
@@ -109,15 +118,26 @@ class Bench:
     def med(self, key: str):
         return self.s[key].median if key in self.s else None
 
-    def daemon(self, kind: str, source: str) -> Daemon:
+    def daemon(self, kind: str, source: str, opts: str = "") -> Daemon:
         self.n_mounts += 1
         mnt = os.path.join(self.work, f"mnt-{kind}")
         logfile = os.path.join(self.logs, f"{self.n_mounts:03d}-{kind}.log")
         if kind == "ceiling":
             cmd = ceiling_cmd(source, mnt)
         else:
-            cmd = ifcbfs_cmd(self.args.ifcbfs, source, mnt, self.args.mount_opts)
+            cmd = ifcbfs_cmd(self.args.ifcbfs, source, mnt, ",".join(o for o in (self.args.mount_opts, opts) if o))
         return Daemon(kind, cmd, mnt, logfile)
+
+    def count(self, kind: str, what: str, counter, step, per: int):
+        """Run `step()`; with a `counter` (the S3 server's request counts), record the GET and
+        LIST requests it cost, per `per` (images)."""
+        before = counter() if counter else None
+        result = step()
+        if counter:
+            after = counter()
+            for op in ("GET", "LIST"):
+                self.rec(f"{kind}.{what}_{op.lower()}s", (after.get(op, 0) - before.get(op, 0)) / per, "requests")
+        return result
 
     def check_count(self, what: str, got: tuple[int, int], want: tuple[int, int]) -> None:
         if got != want:
@@ -142,15 +162,15 @@ class Bench:
             if kind == "ifcbfs":
                 self.rec("ifcbfs.rss_peak", d.hwm_kb() / 1024, "MB")
 
-    def parallel_passes(self, kind: str, source: str, label: str) -> None:
+    def parallel_passes(self, kind: str, source: str, label: str, opts: str = "", counter=None) -> None:
         n, _ = self.expect
         k = self.args.readers
-        with self.daemon(kind, source).start() as d:
+        with self.daemon(kind, source, opts).start() as d:
             shares = [[os.path.join(d.mnt, b) for b in share] for share in self.shares]
             # Folders above the bins are listed here, untimed, like a file manager would have.
             for b in self.bin_dirs:
                 os.lstat(os.path.dirname(os.path.join(d.mnt, b)))
-            dt, res = timed(self.pool.map, read_bins, shares, 1)
+            dt, res = self.count(kind, "per_image", counter, lambda: timed(self.pool.map, read_bins, shares, 1), n)
             got = (sum(r[0] for r in res), sum(r[1] for r in res))
             self.check_count(f"{kind} cold read, {k} readers", got, self.expect)
             self.rec(f"{kind}.cold{k}", n / dt, f"{label}/s")
@@ -161,13 +181,14 @@ class Bench:
             if kind == "ifcbfs":
                 self.rec("ifcbfs.rss_peak", d.hwm_kb() / 1024, "MB")
 
-    def stat_pass(self, kind: str, source: str) -> None:
-        with self.daemon(kind, source).start() as d:
+    def stat_pass(self, kind: str, source: str, opts: str = "", counter=None) -> None:
+        with self.daemon(kind, source, opts).start() as d:
             before = get_decodes(d.mnt) if kind == "ifcbfs" else None
-            dt, n = timed(stat_walk, d.mnt)
+            dt, n = self.count(kind, "stat", counter, lambda: timed(stat_walk, d.mnt), 1)
             if n != self.n_entries:
                 self.checks.append(f"{kind} stat walk: {n} entries, expected {self.n_entries}")
             self.rec(f"{kind}.stat", n / dt, "entries/s")
+            self.rec(f"{kind}.stat_time", dt, "s")
             if kind == "ifcbfs":
                 after = get_decodes(d.mnt)
                 self.rec("ifcbfs.decodes_on_stat",
@@ -193,11 +214,32 @@ class Bench:
         finally:
             d.stop()
 
+    def plan(self, manifest: dict) -> None:
+        """What the read passes expect and how the bins are shared among the readers."""
+        a = self.args
+        pngs = [(p, s) for p, s in manifest["files"] if p.endswith(".png")]
+        self.expect = (len(pngs), sum(s for _, s in pngs))
+        self.n_entries = len(manifest["dirs"]) + len(manifest["files"])
+        self.bin_dirs = bin_dirs_of(manifest)
+        weights = {b: 0 for b in self.bin_dirs}
+        for p, s in pngs:
+            weights[os.path.dirname(p)] += 1
+        self.shares = split_even(self.bin_dirs, weights, a.readers)
+        self.info.update(images=len(pngs), png_bytes=self.expect[1], entries=self.n_entries,
+                         bins=len(self.bin_dirs), folders=len(manifest["dirs"]),
+                         reader_shares=[sum(weights[b] for b in s) for s in self.shares])
+        log(f"dataset: {len(self.bin_dirs)} bins, {len(pngs)} images "
+            f"({self.expect[1] / 1e6:.1f} MB of PNG), {self.n_entries} entries")
+        if len(self.bin_dirs) < a.readers:
+            log(f"warning: {len(self.bin_dirs)} bins for {a.readers} readers; some readers stay idle")
+
     # -- the whole run
     def run(self) -> dict:
         a = self.args
         self.pool = multiprocessing.get_context("fork").Pool(a.readers, initializer=_reader_init)
         self.info.update(environment())
+        if a.s3:
+            return self.run_s3()
         if a.ceiling_only:
             manifest = fake_manifest(a.bins, a.triggers, a.seed)
         else:
@@ -215,22 +257,7 @@ class Bench:
         with open(man_path, "w") as f:
             json.dump(manifest, f)
 
-        pngs = [(p, s) for p, s in manifest["files"] if p.endswith(".png")]
-        self.expect = (len(pngs), sum(s for _, s in pngs))
-        self.n_entries = len(manifest["dirs"]) + len(manifest["files"])
-        self.bin_dirs = bin_dirs_of(manifest)
-        weights = {b: 0 for b in self.bin_dirs}
-        for p, s in pngs:
-            weights[os.path.dirname(p)] += 1
-        self.shares = split_even(self.bin_dirs, weights, a.readers)
-        self.info.update(images=len(pngs), png_bytes=self.expect[1], entries=self.n_entries,
-                         bins=len(self.bin_dirs), folders=len(manifest["dirs"]),
-                         reader_shares=[sum(weights[b] for b in s) for s in self.shares])
-        log(f"dataset: {len(self.bin_dirs)} bins, {len(pngs)} images "
-            f"({self.expect[1] / 1e6:.1f} MB of PNG), {self.n_entries} entries")
-        if len(self.bin_dirs) < a.readers:
-            log(f"warning: {len(self.bin_dirs)} bins for {a.readers} readers; some readers stay idle")
-
+        self.plan(manifest)
         k = a.readers
         for p in range(a.passes):
             log(f"pass {p + 1}/{a.passes}")
@@ -257,6 +284,87 @@ class Bench:
         self.info["loadavg_end"] = os.getloadavg()
         return self.report()
 
+    def ratio(self, xkey, ykey):
+        """Median of the per-pass ratios (passes are interleaved, so this pairs
+        measurements taken close together); median over median otherwise."""
+        xs = self.s[xkey].values if xkey in self.s else []
+        ys = self.s[ykey].values if ykey in self.s else []
+        if not xs or not ys:
+            return None
+        if len(xs) == len(ys) and all(ys):
+            return statistics.median(x / y for x, y in zip(xs, ys))
+        return statistics.median(xs) / statistics.median(ys) if statistics.median(ys) else None
+
+    def run_s3(self) -> dict:
+        """--s3: the same bins in a SeaweedFS on localhost (tests/s3server.py), mounted as s3://
+        with and without read-ahead, against the local mount of them, in the same run."""
+        from pathlib import Path
+        sys.path.insert(0, os.path.join(REPO, "tests"))
+        from s3server import BUCKET, WeedServer, aws_env
+
+        a = self.args
+        src = os.path.join(self.work, "source")
+        log(f"writing {a.bins} bins x {a.triggers} triggers to {src}")
+        write_synth(src, a.bins, a.triggers, a.seed)
+        self.server = WeedServer(Path(self.work) / "weed")
+        log("starting SeaweedFS (weed server) and uploading the bins")
+        self.server.start()
+        t = time.perf_counter()
+        self.server.upload(Path(src), "bench/")
+        log(f"  uploaded in {time.perf_counter() - t:.1f} s")
+        for key in [k for k in os.environ if k.startswith("AWS_")]:
+            del os.environ[key]
+        os.environ.update(aws_env(base={}))  # the daemons' credentials: the server's, nothing else
+        os.environ["XDG_CACHE_HOME"] = os.path.join(self.work, "cache")  # no index outside this run
+        url, opts = f"s3://{BUCKET}/bench", f"endpoint={self.server.endpoint}"
+        with self.daemon("ifcbfs", src, "index=off").start() as d:
+            self.plan(manifest_of(d.mnt))
+        counter = self.server.requests
+        for p in range(a.passes):
+            log(f"pass {p + 1}/{a.passes}")
+            self.parallel_passes("ifcbfs", src, "images", "index=off")
+            self.parallel_passes("s3", url, "images", f"{opts},index=off", counter)
+            if p == 0:  # for reference, once: a GET per image is slow (see the README)
+                self.parallel_passes("s3-exact", url, "images", f"{opts},index=off,readahead=0", counter)
+            for kind, source, kind_opts in (("ifcbfs", src, "index="), ("s3", url, f"{opts},index=")):
+                index = os.path.join(self.work, f"{kind}-{p}.sqlite")  # new, then warm
+                for step in (kind, f"{kind}-indexed"):
+                    self.stat_pass(step, source, kind_opts + index, counter if kind == "s3" else None)
+            log("  " + ", ".join(f"{key} {s.values[-1]:.4g}" for key, s in self.s.items()
+                                 if s.values and "cpu" not in key and "rss" not in key))
+        version = subprocess.run([self.server.binary, "version"], capture_output=True, text=True).stdout
+        self.info.update(loadavg_end=os.getloadavg(), s3_server=" ".join(version.split()))
+        return self.report_s3()
+
+    def report_s3(self) -> dict:
+        k = self.args.readers
+        rows = [
+            (f"local mount cold read, {k} readers", f"ifcbfs.cold{k}"),
+            (f"s3 mount cold read, {k} readers", f"s3.cold{k}"),
+            (f"s3 cold read, {k} readers, readahead=0", f"s3-exact.cold{k}"),
+            (f"local mount warm read, {k} readers", f"ifcbfs.warm{k}"),
+            (f"s3 mount warm read, {k} readers", f"s3.warm{k}"),
+            ("s3 GET requests per image, cold", "s3.per_image_gets"),
+            ("s3 GET requests per image, readahead=0", "s3-exact.per_image_gets"),
+            ("s3 LIST requests per image, cold", "s3.per_image_lists"),
+            ("local listing: walk + lstat of every entry", "ifcbfs.stat_time"),
+            ("local listing, warm index", "ifcbfs-indexed.stat_time"),
+            ("s3 listing: walk + lstat of every entry", "s3.stat_time"),
+            ("s3 listing: GET requests", "s3.stat_gets"),
+            ("s3 listing: LIST requests", "s3.stat_lists"),
+            ("s3 listing, warm index", "s3-indexed.stat_time"),
+            ("s3 listing, warm index: GET requests", "s3-indexed.stat_gets"),
+            ("s3 listing, warm index: LIST requests", "s3-indexed.stat_lists"),
+        ]
+        targets = [(f"s3 / local, cold read, {k} readers", self.ratio(f"s3.cold{k}", f"ifcbfs.cold{k}"), ">=", 0.5)]
+        info_ratios = [
+            (f"s3 readahead=0 / local, cold, {k} readers", self.ratio(f"s3-exact.cold{k}", f"ifcbfs.cold{k}")),
+            ("s3 / s3 readahead=0, cold (read-ahead gain)", self.ratio(f"s3.cold{k}", f"s3-exact.cold{k}")),
+            ("s3 listing time / local listing time", self.ratio("s3.stat_time", "ifcbfs.stat_time")),
+            ("the same with warm indexes", self.ratio("s3-indexed.stat_time", "ifcbfs-indexed.stat_time")),
+        ]
+        return self.table("ifcbfs benchmark, object storage (SeaweedFS on localhost)", rows, targets, info_ratios, {})
+
     def report(self) -> dict:
         a, k = self.args, self.args.readers
         m = self.med
@@ -281,35 +389,30 @@ class Bench:
             (f"ifcbfs daemon RSS at ready ({a.ready_bins} bins)", "ifcbfs.ready_rss"),
             ("ifcbfs decodes during stat walk", "ifcbfs.decodes_on_stat"),
         ]
-
-        def ratio(xkey, ykey):
-            """Median of the per-pass ratios (passes are interleaved, so this pairs
-            measurements taken close together); median over median otherwise."""
-            xs = self.s[xkey].values if xkey in self.s else []
-            ys = self.s[ykey].values if ykey in self.s else []
-            if not xs or not ys:
-                return None
-            if len(xs) == len(ys) and all(ys):
-                return statistics.median(x / y for x, y in zip(xs, ys))
-            return statistics.median(xs) / statistics.median(ys) if statistics.median(ys) else None
-
         rss_peak = max(self.s["ifcbfs.rss_peak"].values) if self.s.get("ifcbfs.rss_peak") and \
             self.s["ifcbfs.rss_peak"].values else None
         targets = [
-            ("cold 1 reader / export", ratio("ifcbfs.cold1", "export"), ">=", 1.0),
-            (f"cold {k} readers / export", ratio(f"ifcbfs.cold{k}", "export"), ">=", 1.6),
-            ("warm 1 reader / ceiling warm 1 reader", ratio("ifcbfs.warm1", "ceiling.warm1"), ">=", 0.9),
+            ("cold 1 reader / export", self.ratio("ifcbfs.cold1", "export"), ">=", 1.0),
+            (f"cold {k} readers / export", self.ratio(f"ifcbfs.cold{k}", "export"), ">=", 1.6),
+            ("warm 1 reader / ceiling warm 1 reader", self.ratio("ifcbfs.warm1", "ceiling.warm1"), ">=", 0.9),
             (f"warm {k} readers / ceiling warm {k} readers",
-             ratio(f"ifcbfs.warm{k}", f"ceiling.warm{k}"), ">=", 0.9),
-            ("stat / ceiling stat", ratio("ifcbfs.stat", "ceiling.stat"), ">=", 0.9),
+             self.ratio(f"ifcbfs.warm{k}", f"ceiling.warm{k}"), ">=", 0.9),
+            ("stat / ceiling stat", self.ratio("ifcbfs.stat", "ceiling.stat"), ">=", 0.9),
             ("daemon peak RSS, MB", rss_peak, "<=", 150.0),
             ("time to ready, s", m("ifcbfs.ready"), "<", 1.0),
             ("decodes during stat walk", m("ifcbfs.decodes_on_stat"), "==", 0),
         ]
         info_ratios = [
-            ("cold 1 reader / ceiling cold 1 reader", ratio("ifcbfs.cold1", "ceiling.cold1")),
-            (f"cold {k} readers / ceiling cold {k} readers", ratio(f"ifcbfs.cold{k}", f"ceiling.cold{k}")),
+            ("cold 1 reader / ceiling cold 1 reader", self.ratio("ifcbfs.cold1", "ceiling.cold1")),
+            (f"cold {k} readers / ceiling cold {k} readers", self.ratio(f"ifcbfs.cold{k}", f"ceiling.cold{k}")),
         ]
+
+        return self.table("ifcbfs benchmark", rows, targets, info_ratios, {"ifcbfs.rss_peak": rss_peak})
+
+    def table(self, title: str, rows: list, targets: list, info_ratios: list, overrides: dict) -> dict:
+        """Print the metrics and targets; return everything as the JSON document for --out
+        (`overrides`: values shown instead of a metric's median, like the peak RSS)."""
+        a = self.args
 
         def verdict(v, op, goal):
             if v is None:
@@ -318,7 +421,7 @@ class Bench:
             return "PASS" if ok else "FAIL"
 
         print()
-        print(f"ifcbfs benchmark: {self.info.get('bins')} bins, {self.info.get('images')} images, "
+        print(f"{title}: {self.info.get('bins')} bins, {self.info.get('images')} images, "
               f"median of {a.passes} pass(es); {self.info['cpus']} CPUs, kernel {self.info['kernel']}, "
               f"load average {self.info['loadavg_start'][0]:.1f} at start, {self.info['loadavg_end'][0]:.1f} at end")
         print("ratios: median of the per-pass ratios")
@@ -329,7 +432,7 @@ class Bench:
             if key not in self.s:
                 continue
             s = self.s[key]
-            v = rss_peak if key == "ifcbfs.rss_peak" else s.median
+            v = overrides.get(key, s.median)
             spread = f"{fmt(min(s.values))} .. {fmt(max(s.values))}" if len(s.values) > 1 else ""
             print(f"{label:<46} {fmt(v):>12}  {s.unit:<10} {spread}")
         print()
@@ -350,9 +453,9 @@ class Bench:
         out = {
             "config": {key: getattr(a, key) for key in
                        ("bins", "triggers", "passes", "readers", "seed", "ready_bins", "quick",
-                        "ceiling_only", "mount_opts", "ifcbfs")},
+                        "ceiling_only", "s3", "mount_opts", "ifcbfs")},
             "environment": self.info,
-            "metrics": {key: {"median": (rss_peak if key == "ifcbfs.rss_peak" else s.median),
+            "metrics": {key: {"median": overrides.get(key, s.median),
                               "unit": s.unit, "passes": s.values} for key, s in self.s.items()},
             "targets": results,
             "info_ratios": {label: v for label, v in info_ratios},
@@ -362,6 +465,8 @@ class Bench:
 
     def close(self) -> None:
         stop_all()
+        if self.server is not None:
+            self.server.stop()
         if self.pool is not None:
             self.pool.terminate()
             self.pool.join()
@@ -402,6 +507,10 @@ def parse_args(argv=None):
     p.add_argument("--ifcbfs", default=os.path.join(VENV, "bin", "ifcbfs"),
                    help="ifcbfs command, shell words allowed (default .venv/bin/ifcbfs)")
     p.add_argument("--mount-opts", default="", help="passed to ifcbfs as -o OPTS (default: none)")
+    p.add_argument("--s3", action="store_true",
+                   help="object-storage mode: the bins in a SeaweedFS on localhost mounted as s3:// "
+                        "(with and without read-ahead) against their local mount: cold and warm reads "
+                        "with --readers readers, listing time, requests per image")
     p.add_argument("--ceiling-only", action="store_true",
                    help="measure only the ceiling filesystem, on a made-up tree of the same shape")
     p.add_argument("--workdir", default=os.path.join(REPO, "bench-out"),

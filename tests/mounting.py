@@ -39,16 +39,20 @@ def decodes(mnt) -> int:
 
 
 class Mount:
-    """An ifcbfs process in the foreground (-f) serving `source` at `mountpoint`."""
+    """An ifcbfs process in the foreground (-f) serving `source` (a folder or an s3:// URL) at
+    `mountpoint`, with `env` as its environment when given."""
 
-    def __init__(self, source, mountpoint, *options: str, log: Path | None = None):
+    def __init__(self, source, mountpoint, *options: str, log: Path | None = None, command: list[str] = IFCBFS,
+                 env: dict | None = None):
         require_fuse()
-        self.source, self.path = Path(source), Path(mountpoint)
+        self.source = source if str(source).startswith("s3://") else Path(source)
+        self.path = Path(mountpoint)
         self.path.mkdir(parents=True, exist_ok=True)
         self.log = log or self.path.with_name(self.path.name + ".log")
         args = [str(self.source), str(self.path), "-f"] + (["-o", ",".join(options)] if options else [])
         self.errors = open(self.log, "ab")
-        self.proc = subprocess.Popen(IFCBFS + args, stdin=subprocess.DEVNULL, stdout=self.errors, stderr=self.errors)
+        self.proc = subprocess.Popen(command + args, stdin=subprocess.DEVNULL, stdout=self.errors, stderr=self.errors,
+                                     env=env)
         deadline = time.monotonic() + 20
         while not os.path.ismount(self.path):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -86,8 +90,8 @@ def _stale(path) -> bool:
 
 
 @contextlib.contextmanager
-def mounted(source, mountpoint, *options: str):
-    m = Mount(source, mountpoint, *options)
+def mounted(source, mountpoint, *options: str, env: dict | None = None):
+    m = Mount(source, mountpoint, *options, env=env)
     try:
         yield m
     finally:

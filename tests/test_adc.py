@@ -177,6 +177,29 @@ def test_unterminated_complete_last_line_counts():
     assert [r.target for r in parse_adc(data, "v1").rois] == [1, 2]
 
 
+@pytest.mark.parametrize("schema, line", [("v1", v1), ("v2", v2)])
+def test_once_final_an_unterminated_last_line_gets_its_row(schema, line):
+    """A bin that has settled will never get the newline: its last line is a line like any other."""
+    head = line(1, 1, 2, 3, 4, 0) + "\n"
+    whole = (head + line(2, 5, 6, 7, 8, 12)).encode()
+    growing, final = parse_adc(whole, schema), parse_adc(whole, schema, final=True)
+    assert growing.unfinished and not final.unfinished
+    assert (growing.n_triggers, final.n_triggers) == (1, 2)
+    assert final.csv == parse_adc(whole + b"\n", schema).csv
+    assert final.rois == growing.rois and [r.target for r in final.rois] == [1, 2]
+    # a last line cut before the field after the start byte gets its row, never an image
+    # (its start byte may be cut short)
+    after_start = {"v1": 14, "v2": 18}[schema]
+    cut = (head + ",".join(line(2, 10, 20, 30, 40, 1200).split(",")[:after_start])[:-2]).encode()
+    adc = parse_adc(cut, schema, final=True)
+    assert adc.n_triggers == 2 and [r.target for r in adc.rois] == [1] and adc.skipped == 0
+    assert parse_adc(cut, schema).unfinished
+    # a file that ends with its newline is the same either way, and never unfinished
+    done = whole + b"\n"
+    assert parse_adc(done, schema) == parse_adc(done, schema, final=True)
+    assert not parse_adc(done, schema).unfinished and not parse_adc(b"", schema).unfinished
+
+
 def test_empty_and_blank_files():
     for data in (b"", b"\n", b"\r\n\r\n", b"   \n\t\n"):
         adc = parse_adc(data, "v2")
@@ -218,20 +241,23 @@ FIELD = st.one_of(st.integers(-5, 70).map(str), st.sampled_from(["", " ", "1.5",
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=600), schema=st.sampled_from(["v1", "v2"]))
-def test_arbitrary_bytes_only_give_documented_outcomes(data, schema):
-    adc = parse_adc(data, schema)    # never raises
+@given(data=st.binary(max_size=600), schema=st.sampled_from(["v1", "v2"]), final=st.booleans())
+def test_arbitrary_bytes_only_give_documented_outcomes(data, schema, final):
+    adc = parse_adc(data, schema, final)    # never raises
     check_adc(adc, data, schema)
-    assert parse_adc(data.replace(b"\n", b"\r\n"), schema) == adc
+    assert parse_adc(data.replace(b"\n", b"\r\n"), schema, final) == adc
 
 
 @settings(max_examples=300, deadline=None)
 @given(lines=st.lists(st.lists(FIELD, min_size=1, max_size=26), max_size=12),
-       schema=st.sampled_from(["v1", "v2"]), eol=st.sampled_from(["\n", "\r\n"]), final=st.booleans())
-def test_structured_lines_only_give_documented_outcomes(lines, schema, eol, final):
-    data = (eol.join(",".join(fields) for fields in lines) + (eol if final else "")).encode()
-    adc = parse_adc(data, schema)
+       schema=st.sampled_from(["v1", "v2"]), eol=st.sampled_from(["\n", "\r\n"]), ended=st.booleans(),
+       final=st.booleans())
+def test_structured_lines_only_give_documented_outcomes(lines, schema, eol, ended, final):
+    data = (eol.join(",".join(fields) for fields in lines) + (eol if ended else "")).encode()
+    adc = parse_adc(data, schema, final)
     check_adc(adc, data, schema)
+    if final:  # settled: the rows are those of the same file with its last newline
+        assert adc.rows == parse_adc(data + eol.encode(), schema).rows
     ix = {"v1": 9, "v2": 13}[schema]
     for r in adc.rois:   # every image record is its line's fields, as the SPEC places them
         fields = [f.strip() for f in lines[r.target - 1]]
@@ -273,3 +299,9 @@ def test_real_files_take_the_fast_path_with_the_same_result(ifcb_data):
         fast = _parse_plain(data, schema)
         assert fast is not None and fast == parse_lines(data, schema), path
         assert fast.columns(0, 1, 22, 23) == parse_lines(data, schema).columns(0, 1, 22, 23)
+
+
+def test_hypothesis_replays_no_saved_example():
+    """A run never fails because of an example an earlier run saved (tests/conftest.py)."""
+    assert settings.default.database is None
+    assert settings(max_examples=5).database is None

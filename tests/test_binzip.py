@@ -73,6 +73,23 @@ def test_members_in_dashboard_order_with_exact_sizes():
     assert out[4].data() == b"png11" and made == [11]
 
 
+def test_an_adc_parsed_again_when_its_member_is_read():
+    raw = b"1,2,3\n2,2,3\n"
+    parses = []
+
+    def again():
+        parses.append(1)
+        return parse_adc(raw, "v2")
+
+    size = adc_csv_size(parse_adc(raw, "v2"))
+    lazy = members(D_BIN, {}, again, [], lambda t: b"", csv_size=size)
+    eager = members(D_BIN, {}, parse_adc(raw, "v2"), [], lambda t: b"")
+    assert [(m.name, m.size) for m in lazy] == [(m.name, m.size) for m in eager] and parses == []
+    assert lazy[2].data() == eager[2].data() == b"1,2,3\n2,2,3\n" and parses == [1]
+    with pytest.raises(TypeError):
+        members(D_BIN, {}, again, [], lambda t: b"")
+
+
 def real_bins(ifcb_data: Path):
     root = ifcbfs.open_root(str(ifcb_data / "bins"))
     return [b for b in ifcbfs.bins(root) if b.images]

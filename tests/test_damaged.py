@@ -23,6 +23,7 @@ from ifcbfs.core.bin import Bin
 from ifcbfs.core.errors import BinError, ImageMissing
 from ifcbfs.core.source import DataRoot
 
+SETTLED = 1_600_000_000  # an mtime long past: bins are judged (and logged) once settled
 ROOT = os.geteuid() == 0  # root reads mode-000 files; anyone else gets EACCES for those bins
 
 
@@ -51,7 +52,11 @@ def source_digest(top) -> dict:
 
 @pytest.fixture(scope="module")
 def corpus(ifcb_data, tmp_path_factory) -> damage.Corpus:
-    return damage.build(tmp_path_factory.mktemp("damaged") / "corpus", ifcb_data, seed=0)
+    built = damage.build(tmp_path_factory.mktemp("damaged") / "corpus", ifcb_data, seed=0)
+    for folder, dirs, files in os.walk(built.root):  # written long ago: every bin has settled
+        for name in dirs + files:
+            os.utime(os.path.join(folder, name), (SETTLED, SETTLED), follow_symlinks=False)
+    return built
 
 
 def _expect_for(corpus: damage.Corpus, bin_folder_rel: str) -> damage.Expect | None:
@@ -260,6 +265,13 @@ def test_at_most_one_log_line_per_damaged_bin(corpus, mounted_corpus):
         if n > copies[bin_id]:
             storm[bin_id] = n
     assert not storm, f"bins logged more than once per damaged copy: {storm}\n" + "\n".join(lines[:40])
+    # damage that can be told from the files alone is always said, in the bin's one line
+    said = {"no-roi": "no .roi file", "no-adc": "no .adc file", "no-hdr": "no .hdr file", "zero-hdr": "empty .hdr",
+            "hdr-empty": "empty .hdr", "roi-truncated": "pass the end of the .roi"}
+    clear_cut = [e for e in corpus.bins if e.case in said and (e.case != "roi-truncated" or e.absent)]
+    unsaid = [f"{e.path} ({e.case})" for e in clear_cut
+              if sum(f"{e.path}: damaged: " in line and said[e.case] in line for line in lines) != 1]
+    assert len(clear_cut) > 40 and not unsaid, "damaged bins without their one line:\n" + "\n".join(unsaid[:20])
     assert not re.search(r"Traceback|Error:", text), text[-3000:]
 
 

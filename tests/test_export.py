@@ -104,13 +104,29 @@ def test_export_with_stitch_qc_equals_rsync_of_the_mount(ifcb_data, tmp_path):
     assert sum(1 for p in qc if p.parts[0] == "synth") > 10
 
 
-def check_same_as_mount(source, tmp_path, layout, umask=0o022, stitch="on") -> set:
+@pytest.mark.mount
+def test_export_with_mosaic_and_zip_equals_rsync_of_the_mount(ifcb_data, tmp_path):
+    check_same_as_mount(ifcb_data / "bins", tmp_path, "flat", mount=("mosaic=400x300@25", "zip"),
+                        export=("--mosaic=400x300@25", "--zip"))
+    out = tmp_path / "export"
+    assert len(list(out.glob("*/*.zip"))) == 7 and len(list(out.glob("*/mosaic/page-*.png"))) >= 7
+    assert len(list(out.glob("*/mosaic/coordinates.csv"))) == 7
+
+
+@pytest.mark.mount
+def test_export_with_the_default_mosaic_equals_rsync_of_the_mount(synth_root, tmp_path):
+    root, ids = synth_root
+    check_same_as_mount(root, tmp_path, "mirror", mount=("mosaic",), export=("--mosaic",))
+    assert len(list((tmp_path / "export").rglob("mosaic/page-001.png"))) == len(ids)
+
+
+def check_same_as_mount(source, tmp_path, layout, umask=0o022, stitch="on", mount=(), export=()) -> set:
     """rsync -a of a mount with `umask` and an export under that process umask: the same
-    trees, modes included. Returns the modes seen."""
-    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"umask={umask:03o}", f"stitch={stitch}") as m:
+    trees, modes included. `mount` and `export` are more options of each. Returns the modes seen."""
+    with mounted(source, tmp_path / "mnt", f"layout={layout}", f"umask={umask:03o}", f"stitch={stitch}", *mount) as m:
         subprocess.run(["rsync", "-a", f"{m.path}/", f"{tmp_path / 'rsync'}/"], check=True)
     with process_umask(umask):
-        code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2, "--stitch", stitch)
+        code, _ = run(source, tmp_path / "export", "--layout", layout, "--jobs", 2, "--stitch", stitch, *export)
     assert code == 0
     subprocess.run(["diff", "-r", tmp_path / "rsync", tmp_path / "export"], check=True)
     want, got = stat_tree(tmp_path / "rsync"), stat_tree(tmp_path / "export")
@@ -140,7 +156,7 @@ def test_second_export_writes_nothing_and_a_changed_bin_is_rewritten(small, tmp_
     changed = [f for f in now if grown in f]
     assert code == 0 and f"{len(changed)} files written, {len(now) - len(changed)} unchanged" in err
     assert len(now) == total + 1
-    new_mtime = (folder / (grown + ".roi")).stat().st_mtime_ns
+    new_mtime = max((folder / (grown + ext)).stat().st_mtime_ns for ext in (".hdr", ".adc", ".roi"))
     for f in now:
         st = os.lstat(dest / f)
         assert st.st_ino == inodes[f] if grown not in f else st.st_mtime_ns == new_mtime, f
@@ -165,6 +181,8 @@ def grow(base: Path) -> None:
     (["--bins", "*_IFCB124", "--bins", "IFCB5_*_002000"], [0, 2, 1]),
     (["--instrument", "5"], [1, 3]),
     (["--instrument", "5", "--instrument", "124"], [0, 1, 2, 3]),
+    (["--instrument", "5:124"], [0, 1, 2, 3]),
+    (["--instrument", "7:5"], [1, 3]),
     (["--since", "2024-06-01T00:20"], [1, 2, 3]),
     (["--until", "2024-06-01T00:40:00Z"], [0, 1]),
     (["--since", "2024-06-01T00:20:00Z", "--until", "2024-06-01T01:00"], [1, 2]),
@@ -266,9 +284,18 @@ def test_bad_paths_and_options_are_one_line_errors(small, tmp_path, capsys):
         ([root, tmp_path / "out", "--until", "2024-02-30"], 2, "--until"),
         ([root, tmp_path / "out", "--layout", "tree"], 2, "--layout"),
         ([root, tmp_path / "out", "--stitch", "maybe"], 2, "--stitch"),
+        ([root, tmp_path / "out", "--mosaic=800x0"], 2, "--mosaic"),
+        ([root, tmp_path / "out", "--mosaic", "big"], 2, "--mosaic"),
+        ([root, tmp_path / "out", "--zip=yes"], 2, "--zip"),
+        ([root, tmp_path / "out", "--instrument", "IFCB5"], 2, "--instrument"),
+        ([root, tmp_path / "out", "--since", "2024-06-02", "--until", "2024-06-01"], 2, "not before"),
         ([root, tmp_path / "out", "--jobs", "0"], 2, "--jobs"),
         ([root, "/proc/ifcbfs-export-test"], 1, "cannot create destination"),
         ([root], 2, "required"),
+        ([root, tmp_path / "out", "--endpoint", "http://127.0.0.1:1"], 2, "s3://BUCKET[/PREFIX] sources only"),
+        (["s3://bkt", tmp_path / "out", "--endpoint", "127.0.0.1:1"], 2, "expected a URL"),
+        (["s3://bkt", tmp_path / "out", "--region", "no region"], 2, "expected a region name"),
+        (["s3://", tmp_path / "out"], 2, "no bucket name"),
     ]:
         code, err = run(*argv, capsys=capsys)
         assert code == status and words in err and len(err.strip().splitlines()) == 1, (argv, err)

@@ -172,3 +172,18 @@ def test_ifcbfs_index_prebuilds_what_a_mount_uses(tree, tmp_path, reference, cap
     assert main(["index", str(tree / "absent")]) == 1
     assert main(["index", str(tree), "-o", "stitch=sideways"]) == 2
     assert "stitch='sideways'" in capsys.readouterr().err
+
+
+def test_ifcbfs_index_keeps_the_views_and_takes_the_filters(tree, tmp_path, capsys):
+    from ifcbfs.cli import main, open_index, parse_args
+
+    options = "mosaic=300x200@50,zip,instrument=124"
+    assert main(["index", str(tree), "-o", options]) == 0
+    assert "indexed 3 bins (3 parsed" in capsys.readouterr().err  # the IFCB124 bins only
+    cfg = parse_args([str(tree), str(tmp_path / "mnt"), "-o", options])
+    index = open_index(cfg)
+    ns = Namespace(DataRoot(str(tree), bin_filter=cfg.bin_filter), cfg.options, index)
+    fresh = Namespace(DataRoot(str(tree), bin_filter=cfg.bin_filter), cfg.options)
+    assert snapshot(ns) == snapshot(fresh) and ns.parses == 0 and index.hits == 3
+    assert any(path.endswith("/mosaic/page-001.png") for path in snapshot(ns))
+    assert open_index(parse_args([str(tree), "/m", "-o", "mosaic"])).path != index.path

@@ -9,7 +9,8 @@ from PIL import Image
 
 import ifcbfs
 from ifcbfs.core.mosaic import (
-    BACKGROUND, Placement, coordinates_csv, layout, page_name, render_page, tile_size,
+    BACKGROUND, Mosaic, Placement, coordinates_csv, layout, page_count, page_name, page_placements,
+    parse_mosaic, render_page, tile_size,
 )
 from ifcbfs.core.png import encode_png, png_size
 
@@ -191,6 +192,29 @@ def test_coordinates_csv_and_page_names():
                                       b"1,0,0,10,10,4\n"
                                       b"2,0,0,5,6,1\n2,5,0,5,6,2\n2,0,6,2,2,3\n")
     assert page_name(1) == "page-001.png" and page_name(1234) == "page-1234.png"
+
+
+def test_coordinates_read_back_page_by_page():
+    rng = random.Random(5)
+    tiles = [(t, rng.randint(1, 400), rng.randint(1, 300)) for t in range(1, 200)]
+    pages = layout(tiles, 300, 200, 50)
+    data = coordinates_csv(pages)
+    assert page_count(data) == len(pages) > 3
+    assert [page_placements(data, n) for n in range(1, len(pages) + 1)] == pages
+    assert page_count(coordinates_csv([])) == 0 and page_placements(coordinates_csv([]), 1) == []
+    assert page_placements(data, len(pages) + 1) == []
+
+
+def test_page_shapes_parse_and_bad_ones_are_one_line_errors():
+    assert parse_mosaic("") == Mosaic() == (800, 600, 33) and str(Mosaic()) == "800x600@33"
+    assert parse_mosaic("1024x768@50") == (1024, 768, 50)
+    assert parse_mosaic("640x480") == (640, 480, 33) and parse_mosaic("@100") == (800, 600, 100)
+    assert parse_mosaic("4096x4096@1") == (4096, 4096, 1)
+    for bad in ("x", "800x", "800x600@", "800*600", "0x600", "800x600@0", "800x600@101",
+                "4097x4096", " 800x600", "800x600@33,zip", "-1x5", "８００x600"):
+        with pytest.raises(ValueError) as err:
+            parse_mosaic(bad)
+        assert str(err.value).startswith(f"mosaic={bad!r}: expected WxH@S") and "\n" not in str(err.value)
 
 
 def image_bytes(w, h, salt):

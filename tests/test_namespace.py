@@ -1,9 +1,12 @@
 """The namespace without a kernel: tree, attributes, inodes, content, change."""
 import errno
+import json
 import os
+import threading
 
 import pytest
 
+from ifcbfs.core import settle
 from ifcbfs.core.source import DataRoot
 from ifcbfs.fs.namespace import BIN, DIR, FILE, ROOT_INO, FsError, Namespace, Options, inode_of
 from ifcbfs.synth import write_bin, write_dataset
@@ -184,8 +187,6 @@ def test_content_cache_is_bounded(tree):
 
 
 def test_a_fifo_named_like_a_bin_file_never_blocks(tmp_path):
-    import threading
-
     write_bin(tmp_path, "D20240601T000000_IFCB124", 10, seed=1)
     ns = Namespace(DataRoot(str(tmp_path)))
     b = ns.lookup(ROOT_INO, "D20240601T000000_IFCB124")
@@ -204,3 +205,152 @@ def test_a_fifo_named_like_a_bin_file_never_blocks(tmp_path):
     threading.Thread(target=work, daemon=True).start()
     assert done.wait(10), "refresh or read blocked on a FIFO"
     assert "adc.csv" not in ns.children(b.ino)
+
+
+def unloaded_bins(ns, ino=ROOT_INO):
+    """Every bin folder of the tree, listing folders but loading no bin."""
+    for node in ns.children(ino).values():
+        if node.kind == BIN:
+            yield node
+        elif node.kind == DIR:
+            yield from unloaded_bins(ns, node.ino)
+
+
+class SlowRoot(DataRoot):
+    """A data root whose reads of one folder, or of any bin, wait until released."""
+
+    def __init__(self, root, folder=None, bins=False):
+        super().__init__(root)
+        self.slow_folder, self.slow_bins = folder, bins
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def _wait(self):
+        self.entered.set()
+        assert self.release.wait(30), "never released"
+
+    def scan(self, folder="", known=frozenset()):
+        if folder == self.slow_folder:
+            self._wait()
+        return super().scan(folder, known)
+
+    def stat_bin(self, files):
+        if self.slow_bins:
+            self._wait()
+        return super().stat_bin(files)
+
+
+def _in_thread(target, *args):
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("value", target(*args)), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_request_never_waits_on_another_ones_source_read(tree):
+    """While one folder's source read hangs (a slow disk, a link back into the mount), every
+    other folder and bin still lists: the tree is locked only to publish what was read."""
+    root, ids = tree
+    source = SlowRoot(str(root), folder="slow")
+    (root / "slow").mkdir(exist_ok=True)
+    write_bin(root / "slow", "D20240601T000000_IFCB124", 5, seed=1)
+    ns = Namespace(source)
+    top = ns.children(ROOT_INO)
+    stuck, out = _in_thread(ns.children, top["slow"].ino)
+    assert source.entered.wait(10)
+    def others():
+        return [n for top_node in top.values() if top_node.name != "slow"
+                for n in ([top_node] + (list(walk(ns, top_node.ino)) if top_node.is_dir else []))]
+
+    meanwhile, listed = _in_thread(others)
+    meanwhile.join(10)
+    assert not meanwhile.is_alive(), "a listing waited on another folder's source read"
+    assert sum(n.kind == BIN for n in listed["value"]) == len(ids)
+    assert stuck.is_alive()
+    source.release.set()
+    stuck.join(10)
+    assert list(out["value"]) == ["D20240601T000000_IFCB124"]
+    assert ns.children(top["slow"].ino) is out["value"]
+
+
+def test_a_refresh_reading_the_source_holds_up_no_request(tree):
+    root, ids = tree
+    source = SlowRoot(str(root))
+    ns = Namespace(source)
+    bins = list(unloaded_bins(ns))
+    ns.children(bins[0].ino)  # one loaded bin: a full refresh (SIGHUP) re-checks it
+    source.slow_bins = True
+    refreshing, _ = _in_thread(ns.refresh, True)
+    assert source.entered.wait(10)
+    meanwhile, loaded = _in_thread(lambda: all(ns.children(b.ino) for b in bins))
+    meanwhile.join(10)
+    assert not meanwhile.is_alive(), "loading a bin waited on the refresh's source read"
+    assert loaded["value"] and refreshing.is_alive()
+    source.release.set()
+    refreshing.join(10)
+    assert not refreshing.is_alive()
+
+
+def test_status_counts_bins_listed_and_loaded_as_the_tree_changes(tmp_path):
+    for hour in range(3):
+        write_bin(tmp_path, f"D20240601T0{hour}0000_IFCB124", 3, seed=hour)
+    ns = Namespace(DataRoot(str(tmp_path)))
+    assert ns.status() == "0 bins listed, 0 loaded"
+    top = ns.children(ROOT_INO)
+    assert ns.status() == "3 bins listed, 0 loaded"
+    ns.children(top["D20240601T000000_IFCB124"].ino)
+    ns.children(top["D20240601T010000_IFCB124"].ino)
+    assert ns.status() == "3 bins listed, 2 loaded"
+    for ext in ("hdr", "adc", "roi"):
+        (tmp_path / f"D20240601T000000_IFCB124.{ext}").unlink()
+    os.utime(tmp_path, ns=(1, 10**18))
+    ns.refresh()
+    assert ns.status() == "2 bins listed, 1 loaded"
+    assert ns.bins_listed == sum(n.kind == BIN for n in ns.nodes.values())
+
+
+def test_a_last_adc_line_without_its_newline_gets_its_row_once_the_bin_settles(tmp_path, monkeypatch):
+    """While a bin may still grow, an unterminated last line has no adc.csv row; once its files
+    have been left alone for SETTLE seconds, the watcher's refresh gives it one, once."""
+    stem = "D20240601T000000_IFCB124"
+    write_bin(tmp_path, stem, 8, seed=3)
+    adc = tmp_path / f"{stem}.adc"
+    whole = adc.read_bytes()
+    adc.write_bytes(whole.rstrip(b"\n"))
+    monkeypatch.setattr(settle, "SETTLE", 3600.0)  # the files were just written: still growing
+    ns = Namespace(DataRoot(str(tmp_path)))
+    b = ns.lookup(ROOT_INO, stem)
+    growing = ns.children(b.ino)
+    assert ns.read(growing["adc.csv"].ino).count(b"\n") == 1 + 7
+    assert json.loads(ns.read(growing["hdr.json"].ino))["n_triggers"] == 7
+    assert ns.refresh() == []  # unchanged and not settled: nothing to do
+    monkeypatch.setattr(settle, "SETTLE", 0.0)
+    changes = ns.refresh()
+    assert ("inode", growing["adc.csv"].ino) in changes and ("inode", growing["hdr.json"].ino) in changes
+    final = ns.children(b.ino)
+    assert ns.read(final["adc.csv"].ino).count(b"\n") == 1 + 8
+    assert json.loads(ns.read(final["hdr.json"].ino))["n_triggers"] == 8
+    assert [n for n in final if n.endswith(".png")] == [n for n in growing if n.endswith(".png")]
+    assert ns.refresh() == []  # settled once and for all
+
+
+def test_flat_layout_sees_new_changed_and_removed_bins_on_refresh(tmp_path):
+    """The flat root is built from every source folder; a refresh reads again only the folders
+    whose mtime changed (and walks new ones), as the mirror layout does."""
+    a, b, c = "D20240601T000000_IFCB124", "D20250101T000000_IFCB124", "D20240601T010000_IFCB124"
+    day = tmp_path / "2024" / "D20240601"
+    write_bin(day, a, 3, seed=1)
+    ns = Namespace(DataRoot(str(tmp_path)), Options(layout="flat"))
+    assert list(ns.children(ROOT_INO)) == [a]
+    assert ns.refresh() == []  # nothing changed: nothing read again, nothing to forget
+    write_bin(tmp_path / "2025" / "D20250101", b, 3, seed=2)  # in a new folder
+    write_bin(day, c, 3, seed=3)  # next to a
+    os.utime(tmp_path, ns=(1, 10**18))
+    os.utime(day, ns=(1, 10**18))
+    changes = ns.refresh()
+    assert list(ns.children(ROOT_INO)) == [a, c, b] and ("inode", ROOT_INO) in changes
+    for ext in ("hdr", "adc", "roi"):
+        (tmp_path / "2025" / "D20250101" / f"{b}.{ext}").unlink()
+    os.utime(tmp_path / "2025" / "D20250101", ns=(2, 10**18))
+    changes = ns.refresh()
+    assert list(ns.children(ROOT_INO)) == [a, c] and ("entry", ROOT_INO, b) in changes
+    assert ns.status() == "2 bins listed, 0 loaded"

@@ -145,12 +145,41 @@ def test_missing_names_no_xattrs_and_the_stats_file(ops, monkeypatch):
     assert ".ifcbfs-stats" not in [name for name, _, _ in listing(ops, ROOT_INO, monkeypatch)]  # never listed
 
 
+def test_the_zip_is_read_by_range_from_the_version_each_open_pinned(tmp_path, monkeypatch):
+    from ifcbfs.core.mosaic import Mosaic
+
+    write_bin(tmp_path / "IFCB5_2012_028", STEM, 80, seed=2, pair_fraction=0.2)
+    ops = Operations(Namespace(DataRoot(str(tmp_path)), Options(zip=True, mosaic=Mosaic(200, 100, 25))))
+    whole = []
+    monkeypatch.setattr(ops.ns, "content", lambda node: whole.append(node.name) or Namespace.content(ops.ns, node))
+
+    async def go():
+        day = await ops.lookup(ROOT_INO, b"IFCB5_2012_028", None)
+        b = await ops.lookup(day.st_ino, STEM.encode(), None)
+        out = {}
+        for name in (f"{STEM}.zip", "mosaic/page-001.png", "mosaic/coordinates.csv"):
+            folder, _, leaf = name.rpartition("/")
+            parent = (await ops.lookup(b.st_ino, folder.encode(), None)).st_ino if folder else b.st_ino
+            attr = await ops.lookup(parent, leaf.encode(), None)
+            fi = await ops.open(attr.st_ino, os.O_RDONLY, None)
+            assert fi.direct_io and fi.fh != attr.st_ino  # past the page cache, a version of its own
+            pieces = [await ops.read(fi.fh, offset, 4099) for offset in range(0, attr.st_size + 4099, 4099)]
+            await ops.release(fi.fh)
+            out[name] = (attr, b"".join(pieces))
+        return out
+
+    got = run(go)
+    assert set(whole) == {"page-001.png", "coordinates.csv"}  # the zip is never made whole
+    for name, (attr, data) in got.items():
+        assert len(data) == attr.st_size and data == ops.ns.read(attr.st_ino), name
+
+
 def test_a_failing_refresh_does_not_end_the_watcher(ops, monkeypatch, caplog):
     from ifcbfs.fs.ops import watch
 
     calls = []
 
-    def broken():
+    def broken(everything=False):
         calls.append(1)
         raise OSError("source went away")
 

@@ -109,8 +109,70 @@ def test_an_open_text_file_keeps_its_version_when_its_bin_is_evicted(tmp_path):
 def test_status_and_statfs_counts_cost_nothing_per_node(tmp_path):
     write_dataset(tmp_path, n_bins=5, n_triggers=20, seed=8, layout="flat", mtime=OLD)
     ns = Namespace(DataRoot(str(tmp_path)))
-    assert ns.bins_seen() == 0
+    assert ns.status() == "0 bins listed, 0 loaded"
     for b in bins_of(ns):
         ns.children(b.ino)
         ns.children(b.ino)
-    assert ns.bins_seen() == 5
+    assert ns.status() == "5 bins listed, 5 loaded"
+
+
+def test_a_folder_the_kernel_forgets_lets_go_of_its_bins(tmp_path):
+    write_dataset(tmp_path, n_bins=4, n_triggers=20, seed=9, mtime=OLD)  # 2024/D20240601/...
+    ns = Namespace(DataRoot(str(tmp_path)))
+    year = ns.lookup(ROOT_INO, "2024")
+    day = ns.lookup(year.ino, "D20240601")
+    ns.looked_up(year)
+    ns.looked_up(day)
+    bins = list(ns.children(day.ino).values())
+    for b in bins:
+        ns.looked_up(b)
+        ns.children(b.ino)
+    inos = {b.name: b.ino for b in bins}
+    for b in bins[1:]:
+        ns.forget(b.ino, 1)
+    ns.forget(day.ino, 1)  # one bin is still held: the folder keeps its listing
+    assert all(ino in ns.nodes for ino in inos.values()) and bins[1].model is None
+    ns.forget(bins[0].ino, 1)  # the last one goes: everything the folder listed goes
+    assert not any(ino in ns.nodes for ino in inos.values()) and day.children is None
+    assert len(ns.nodes) == 3 and ns._models_size == 0
+    again = {n.name: n.ino for n in ns.children(day.ino).values()}  # listed again: the same
+    assert again == inos
+
+
+def test_without_folder_stamps_a_poll_re_lists_only_where_the_archive_grows(tmp_path, monkeypatch):
+    """An object store has no folder mtimes: a poll re-lists the root, the last folder of each
+    level (the newest year, day) and folders that changed lately; a sweep now and then, the rest."""
+    import time
+
+    from ifcbfs.core.local import LocalSource
+    from ifcbfs.fs import namespace as ns_mod
+
+    class Unstamped(LocalSource):
+        listed: list = []
+
+        def stamp(self, folder):
+            return 0
+
+        def listdir(self, folder):
+            self.listed.append(folder)
+            return super().listdir(folder)
+
+    write_dataset(tmp_path, n_bins=150, n_triggers=5, seed=10, mtime=OLD)  # 2024/D20240601, D20240602, D20240603
+    source = Unstamped(str(tmp_path))
+    ns = Namespace(DataRoot(source))
+    year = ns.lookup(ROOT_INO, "2024")
+    days = list(ns.children(year.ino).values())
+    assert [d.name for d in days] == ["D20240601", "D20240602", "D20240603"]
+    for day in days:
+        ns.children(day.ino)
+    long_ago = time.monotonic() - 2 * ns_mod.LIVE_SECONDS
+    for node in [ns.root, year, *days]:
+        node.changed = long_ago
+    source.listed.clear()
+    ns.refresh()
+    assert set(source.listed) >= {"", "2024", "2024/D20240603"}
+    assert not any(f in source.listed for f in ("2024/D20240601", "2024/D20240602"))
+    source.listed.clear()
+    ns._swept -= ns_mod.SWEEP_SECONDS
+    ns.refresh()
+    assert {"2024/D20240601", "2024/D20240602", "2024/D20240603"} <= set(source.listed)

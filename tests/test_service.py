@@ -4,6 +4,7 @@ import faulthandler
 import logging
 import logging.handlers
 import os
+import re
 import signal
 import socket
 import sys
@@ -167,5 +168,57 @@ def test_setup_logging_background_uses_syslog(restore_root_logger, monkeypatch, 
 
 
 def test_enable_stack_dumps():
-    service.enable_stack_dumps()
+    service.enable_stack_dumps(sys.stderr)
     assert faulthandler.unregister(signal.SIGUSR1) is True
+
+
+def test_stack_dumps_follow_a_log_file(restore_root_logger, tmp_path):
+    path = tmp_path / "ifcbfs.log"
+    service.enable_stack_dumps(service.setup_logging(foreground=False, debug=False, logfile=str(path)))
+    try:
+        logging.getLogger("ifcbfs.x").warning("bin broken")
+        os.kill(os.getpid(), signal.SIGUSR1)
+    finally:
+        faulthandler.unregister(signal.SIGUSR1)
+        for h in restore_root_logger.handlers[:]:
+            restore_root_logger.removeHandler(h)
+            h.close()
+    text = path.read_text()
+    assert re.search(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ifcbfs\[{os.getpid()}\]: WARNING bin broken$", text, re.M)
+    assert "most recent call first" in text and "test_stack_dumps_follow_a_log_file" in text
+
+
+def test_stack_dumps_with_syslog_are_log_lines(caplog):
+    old = signal.getsignal(signal.SIGUSR1)
+    service.enable_stack_dumps(None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="ifcbfs.service"):
+            os.kill(os.getpid(), signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert any("stack of thread MainThread" in r.getMessage() and "test_stack_dumps_with_syslog" in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("given, foreground, syslog, env, want", [
+    ("/var/log/x.log", False, False, {}, "/var/log/x.log"),
+    ("/var/log/x.log", True, True, {}, "/var/log/x.log"),
+    ("", True, False, {}, None),                    # stderr: the terminal, or the journal
+    ("", False, True, {}, None),                    # syslog
+    ("", False, False, {"XDG_STATE_HOME": "/st"}, "/st/ifcbfs/srv-ifcb-images.log"),
+    ("", False, False, {"XDG_STATE_HOME": "rel", "HOME": "/home/u"}, "/home/u/.local/state/ifcbfs/srv-ifcb-images.log"),
+    ("", False, False, {"HOME": "/home/u"}, "/home/u/.local/state/ifcbfs/srv-ifcb-images.log"),
+])
+def test_where_logs_go(monkeypatch, tmp_path, given, foreground, syslog, env, want):
+    monkeypatch.setattr(service, "SYSLOG_SOCKET", str(tmp_path / ("log" if syslog else "absent")))
+    (tmp_path / "log").touch()
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert service.log_file(given, foreground, "/srv/ifcb-images") == want
+
+
+def test_an_unwritable_log_file_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    assert service.log_file_problem(str(tmp_path / "state" / "ifcbfs" / "m.log")) is None
+    assert "cannot be written" in service.log_file_problem(str(tmp_path / "file" / "m.log"))

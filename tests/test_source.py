@@ -348,3 +348,26 @@ def test_stat_bin_sees_the_files_as_they_are_now(tmp_path):
     assert now.adc.size == 2 * len(ADC_LINE) and now.roi.size == 10 and now.hdr == files.hdr
     os.remove(tmp_path / f"{D1}.hdr")
     assert root.stat_bin(files).hdr is None
+
+
+def test_links_into_the_excluded_mountpoint_are_never_followed_and_logged_once(tmp_path, caplog):
+    """The mountpoint lies outside the source, but links can lead into it: the walk never
+    enters it (its bins would be the mount's own folders), by a folder link, a link to a folder
+    above it, or a bin file link; each such link is logged once."""
+    src, elsewhere = tmp_path / "src", tmp_path / "elsewhere"
+    make_bin(src / "2013" / "D20130526", D1)
+    mnt = elsewhere / "mnt"
+    make_bin(mnt / "D20130527", D3)  # stands for what the mount would show
+    os.symlink(mnt, src / "into")
+    os.symlink(elsewhere, src / "above")
+    os.symlink(mnt / "D20130527" / f"{D3}.adc", src / "2013" / "D20130526" / f"{D2}.adc")
+    root = DataRoot(str(src), exclude=str(mnt))
+    with caplog.at_level("WARNING", logger="ifcbfs"):
+        for _ in range(2):
+            assert bins_of(root) == [("2013/D20130526", D1)]
+            assert root.scan("").folders == ("2013",)
+    lines = [r.getMessage() for r in caplog.records if "leads into the mountpoint" in r.getMessage()]
+    assert sorted(line.split()[0] for line in lines) == sorted(
+        [str(src / "into"), str(src / "above" / "mnt"), str(src / "2013" / "D20130526" / f"{D2}.adc")])
+    # without `exclude` (export, the library) the same tree is walked as before
+    assert ("into/D20130527", D3) in bins_of(DataRoot(str(src)))

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ifcbfs.core.errors import ImageMissing
-from ifcbfs.core.storedzip import Member, StoredZip, dos_datetime, zip_size
+from ifcbfs.core.storedzip import CrcTable, Member, StoredZip, dos_datetime, zip_size
 
 MTIME = 1369561927  # 2013-05-26T09:52:07Z
 LIMIT32, LIMIT16 = 0xFFFFFFFF, 0xFFFF
@@ -155,6 +155,24 @@ def test_central_directory_needs_every_crc_and_the_cache_keeps_them():
     calls.clear()
     assert z.read(z.cd_offset, z.size, crcs) == tail and calls == []
     assert z.read(0, z._local[1], crcs) and calls == [list(contents)[0]]  # data itself is read
+
+
+def test_a_crc_table_keeps_what_a_dict_would():
+    calls = []
+    contents = sample(5)
+    z = StoredZip(members_of(contents, calls), MTIME)
+    crcs = CrcTable(len(z.members))
+    assert len(crcs) == 0 and 0 not in crcs and 5 not in crcs and "x" not in crcs
+    assert z.read(0, z.size, crcs) == z.read(0, z.size)
+    assert dict(crcs) == {i: zlib.crc32(d) for i, d in enumerate(contents.values())}
+    calls.clear()
+    assert z.read(z.cd_offset, z.size, crcs) and calls == []
+    del crcs[2]
+    assert 2 not in crcs and len(crcs) == 4 and list(crcs) == [0, 1, 3, 4]
+    with pytest.raises(KeyError):
+        crcs[2]
+    crcs[2] = 0  # a CRC of 0 is a CRC
+    assert crcs[2] == 0 and 2 in crcs
 
 
 def test_a_member_that_changed_size_is_an_error_not_wrong_bytes():

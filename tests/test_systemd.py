@@ -76,8 +76,6 @@ def installed(tmp_path):
     args = ["--prefix", prefix, "--bin", binary, "--instance", "lab",
             "--source", "/data/ifcb", "--mountpoint", "/srv/ifcb-images",
             "--options", "ro,allow_other,layout=mirror"]
-    if not os.access("/bin/fusermount3", os.X_OK) and not shutil.which("fusermount3"):
-        args += ["--fusermount", "/bin/true"]  # stand-in so verify can run without fuse3
     result = run_install(*args)
     assert result.returncode == 0, result.stderr + result.stdout
     return type("Installed", (), {
@@ -167,19 +165,19 @@ def test_template_keeps_the_mount_visible():
     assert unit["NotifyAccess"] == "main"
     assert unit["NoNewPrivileges"] == "yes"
     assert unit["EnvironmentFile"] == "/etc/ifcbfs/%i.conf"
-    assert unit["ExecStart"] == "/usr/local/bin/ifcbfs ${SOURCE} ${MOUNTPOINT} -f -o ${OPTIONS}"
-    assert unit["ExecStop"].endswith("fusermount3 -u ${MOUNTPOINT}")
+    assert unit["ExecStart"] == "/usr/local/bin/ifcbfs ${SOURCE} ${MOUNTPOINT} -f -o recover,${OPTIONS}"
+    assert "ExecStop" not in unit  # it would also run after a crash, and unmount: an empty folder
     assert "User" not in unit   # root: see the comment on NoNewPrivileges=
 
 
 def test_install_writes_files_with_rewritten_paths(installed):
     unit = (installed.unitdir / TEMPLATE).read_text()
-    assert f"\nExecStart={installed.bin} ${{SOURCE}} ${{MOUNTPOINT}} -f -o ${{OPTIONS}}\n" in unit
+    assert f"\nExecStart={installed.bin} ${{SOURCE}} ${{MOUNTPOINT}} -f -o recover,${{OPTIONS}}\n" in unit
     assert "/usr/local/bin/ifcbfs" not in unit.replace("ExecStart=", "")
     # everything else is the template as shipped
     shipped = (UNITS / TEMPLATE).read_text()
     def strip(text):
-        return [line for line in text.splitlines() if not line.startswith(("ExecStart=", "ExecStop="))]
+        return [line for line in text.splitlines() if not line.startswith("ExecStart=")]
     assert strip(unit) == strip(shipped)
 
     example = installed.confdir / "example.conf"
@@ -222,7 +220,7 @@ def test_without_bin_it_uses_the_installed_command(tmp_path):
     (stubdir / "ifcbfs").write_text("#!/bin/sh\nexit 0\n")
     (stubdir / "ifcbfs").chmod(0o755)
     env = dict(os.environ, PATH=f"{tmp_path / 'empty'}:/usr/bin:/bin")
-    args = [str(INSTALL), "--prefix", str(tmp_path / "root"), "--fusermount", "/bin/true"]
+    args = [str(INSTALL), "--prefix", str(tmp_path / "root")]
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
     if os.access(system, os.X_OK):
         assert result.returncode == 0, result.stderr

@@ -54,6 +54,7 @@ class Adc:
     lines: Sequence[str]  # each row's ADC line as kept (after its number)
     csv_size: int  # len(csv), known without building it
     skipped: int  # non-blank lines that do not parse
+    unfinished: bool = False  # a last line without its newline was held back (see parse_lines)
     table: tuple[list[str], int] | None = field(default=None, compare=False, repr=False)
     # (every field of every line in order, fields per line) when all lines have the same fields
 
@@ -100,21 +101,23 @@ def _header(schema: str) -> str:
 _BLANKS = " \t\r\x0b\x0c\x1c\x1d\x1e\x1f"  # what str.strip() removes, but the newline (ASCII)
 
 
-def parse_adc(data: bytes, schema: str) -> Adc:
+def parse_adc(data: bytes, schema: str, final: bool = False) -> Adc:
     """Parse ADC bytes (LF or CRLF) of a schema ('v1' or 'v2'). Never fails: bad lines are skipped.
     The usual file (every line whole and alike) takes a fast path with the same result."""
-    return _parse_plain(data, schema) or parse_lines(data, schema)
+    return _parse_plain(data, schema) or parse_lines(data, schema, final)
 
 
-def parse_lines(data: bytes, schema: str) -> Adc:
+def parse_lines(data: bytes, schema: str, final: bool = False) -> Adc:
     """Parse ADC bytes (LF or CRLF) of a schema ('v1' or 'v2'). Never fails: bad lines are skipped.
 
     A line parses when it is ASCII and its first field (the trigger) is an integer; it has an
     image when trigger, x, y, width, height and start byte are integers, width and height are
     positive and the image is not absurdly large. A last line without its newline (an
     instrument may be writing it) gets no adc.csv row until the newline comes, since its last
-    field may still grow; it has an image once it holds the field after the start byte, as the
-    image's fields are then final.
+    field may still grow (`unfinished` says so), unless the file is `final` (its bin has
+    settled: nothing more will be written), when it gets its row like any other line. Either
+    way it has an image only once it holds the field after the start byte: before that, the
+    image's fields may be cut short.
     """
     ix = _ROI_FIELDS[schema]
     numbers: list[int] = []
@@ -130,6 +133,7 @@ def parse_lines(data: bytes, schema: str) -> Adc:
         lines = [raw.decode("ascii") if raw.isascii() else None for raw in data.split(b"\n")]
         plain = False
     last = len(lines)  # the piece after the final newline, or an unterminated line
+    unfinished = False
     for number, line in enumerate(lines, 1):
         if line is None:
             skipped += 1
@@ -149,8 +153,10 @@ def parse_lines(data: bytes, schema: str) -> Adc:
                 fields.pop()
             line = ",".join(fields)
         n = len(fields)
-        if number == last and n < ix + 6:
-            skipped += 1  # cut before the field after the start byte: still being written
+        cut = number == last and n < ix + 6  # before the field after the start byte: may be cut short
+        if cut and not final:
+            skipped += 1  # still being written
+            unfinished = True
             continue
         first = fields[0]
         try:
@@ -160,11 +166,13 @@ def parse_lines(data: bytes, schema: str) -> Adc:
         except ValueError:
             skipped += 1
             continue
-        if number != last:  # an unterminated line may still grow: no row until its newline
+        if number != last or final:  # an unterminated line may still grow: no row until its newline
             numbers.append(number)
             kept.append(line)
             size += len(str(number)) + len(line) + 2
-        if n > ix + 4 and fields[ix + 2] != "0" and fields[ix + 3] != "0":
+        else:
+            unfinished = True
+        if not cut and n > ix + 4 and fields[ix + 2] != "0" and fields[ix + 3] != "0":
             try:
                 x, y, w, h, start = (int(fields[ix]), int(fields[ix + 1]), int(fields[ix + 2]),
                                      int(fields[ix + 3]), int(fields[ix + 4]))
@@ -175,7 +183,7 @@ def parse_lines(data: bytes, schema: str) -> Adc:
             if 0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and start >= 0 and w * h <= MAX_IMAGE_PIXELS:
                 rois.append(Roi(number, trigger, x, y, w, h, start))
     columns = tuple(map(list, zip(*rois))) or _no_rois()
-    return Adc(schema, len(numbers), columns, tuple(numbers), tuple(kept), size, skipped)
+    return Adc(schema, len(numbers), columns, tuple(numbers), tuple(kept), size, skipped, unfinished)
 
 
 def _parse_plain(data: bytes, schema: str) -> Adc | None:
@@ -214,7 +222,7 @@ def _parse_plain(data: bytes, schema: str) -> Adc | None:
     if rois is None:
         return None
     size = len(_header(schema)) + 1 + len(body) + 1 + n + _digits(n)
-    return Adc(schema, n, rois, tuple(range(1, n + 1)), tuple(lines), size, 0, (fields, width))
+    return Adc(schema, n, rois, tuple(range(1, n + 1)), tuple(lines), size, 0, table=(fields, width))
 
 
 def _plain_rois(fields: list[str], width: int, ix: int, triggers: list[int]) -> tuple[list[int], ...] | None:

@@ -16,7 +16,7 @@ for every image in target order. Their bytes mirror what pyifcb's `ZipBin` reads
 from __future__ import annotations
 
 import json
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from .adc import Adc
 from .ids import BinId, target_id, timestamp_iso
@@ -57,16 +57,27 @@ def adc_csv_size(adc: Adc | None) -> int:
     return sum(len(row) - row.index(",") if "," in row else 1 for row in adc.rows[1:])
 
 
-def members(bin_id: BinId, header: dict, adc: Adc | None,
-            images: Sequence[tuple[int, int, int]], png: Callable[[int], bytes]) -> list[Member]:
+AdcSource = Union[Adc, None, Callable[[], Optional[Adc]]]
+
+
+def members(bin_id: BinId, header: dict, adc: AdcSource, images: Sequence[tuple[int, int, int]],
+            png: Callable[[int], bytes], csv_size: int | None = None) -> list[Member]:
     """The zip's members, in order. `images` are (target, width, height) of the served images,
-    in target order; `png(target)` returns that image's PNG bytes."""
+    in target order; `png(target)` returns that image's PNG bytes. `adc` is the parsed ADC, or a
+    callable that parses it again when `{bin}.csv` is read, so that a kept zip holds no ADC
+    rows; with a callable, `csv_size` is the member's size (`adc_csv_size` when it was parsed)."""
     stem = str(bin_id)
     meta, head = metadata_json(bin_id), headers_json(header)
+    if callable(adc):
+        if csv_size is None:
+            raise TypeError("members: an ADC given as a callable needs its csv_size")
+        csv = lambda: adc_csv(adc())  # noqa: E731
+    else:
+        csv_size, csv = adc_csv_size(adc), lambda: adc_csv(adc)
     out = [
         Member(METADATA, len(meta), lambda: meta),
         Member(f"{stem}_headers.json", len(head), lambda: head),
-        Member(f"{stem}.csv", adc_csv_size(adc), lambda: adc_csv(adc)),
+        Member(f"{stem}.csv", csv_size, csv),
     ]
     for target, width, height in images:
         out.append(Member(f"{target_id(stem, target)}.png", png_size(width, height),
@@ -74,9 +85,10 @@ def members(bin_id: BinId, header: dict, adc: Adc | None,
     return out
 
 
-def bin_zip(bin_id: BinId, header: dict, adc: Adc | None, images: Sequence[tuple[int, int, int]],
-            png: Callable[[int], bytes], mtime: float) -> StoredZip:
+def bin_zip(bin_id: BinId, header: dict, adc: AdcSource, images: Sequence[tuple[int, int, int]],
+            png: Callable[[int], bytes], mtime: float, csv_size: int | None = None) -> StoredZip:
     """The dashboard zip of a bin: `.size` without pixels, `.read(offset, length, crcs)` by range.
 
-    `mtime` is the bin's mtime in seconds (BinFiles.mtime_ns // 10**9): every member's time."""
-    return StoredZip(members(bin_id, header, adc, images, png), mtime)
+    `mtime` is the bin's mtime in seconds (BinFiles.mtime_ns // 10**9): every member's time.
+    `adc` and `csv_size` as for `members`."""
+    return StoredZip(members(bin_id, header, adc, images, png, csv_size), mtime)

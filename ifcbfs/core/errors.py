@@ -19,3 +19,17 @@ class RoiError(BinError):
 
 class ImageMissing(RoiError):
     """The bin does not serve this image (never listed, or its bytes are gone)."""
+
+
+class ProductError(BinError):
+    """A product file beside a bin (features, class scores, blobs, annotations) cannot be read."""
+
+
+class ProductDependencyMissing(ProductError):
+    """Reading a product needs an optional package (h5py or scipy) that is not installed."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message as one short line, for a log line."""
+    lines = str(err).splitlines()
+    return lines[0][:120] if lines and lines[0] else type(err).__name__

@@ -2,11 +2,24 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 
 from .errors import ImageMissing
 from .source import Listing, Source, SourceFile, SourceUnreadable
+
+log = logging.getLogger("ifcbfs")
+
+
+def within(path: str, folder: str) -> bool:
+    """True when `path` is `folder` or lies below it, comparing real paths (links resolved)."""
+    return _below(os.path.realpath(path), os.path.realpath(folder))
+
+
+def _below(real: str, folder: str) -> bool:
+    """`within` for paths already real: no file system access."""
+    return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _unreadable(path: str, err: OSError) -> SourceUnreadable:
@@ -22,6 +35,7 @@ class LocalSource(Source):
         self.root = os.path.abspath(root)
         self.location = self.root
         self._exclude = tuple(os.path.realpath(p) for p in exclude)
+        self._refused: set[str] = set()  # links into an excluded folder, logged once each
 
     def _abs(self, rel: str) -> str:
         return os.path.join(self.root, rel) if rel else self.root
@@ -56,32 +70,39 @@ class LocalSource(Source):
             raise _unreadable(path, err) from None
         folders, files = [], []
         chain = None
+        real = os.path.realpath(path) if self._exclude else ""
         for entry in entries:
             try:
+                link = entry.is_symlink()
+                if self._exclude and self._excluded(entry, os.path.realpath(entry.path) if link else os.path.join(real, entry.name)):
+                    continue
                 if entry.is_file():  # regular files only: a FIFO or device could block a read
                     st = entry.stat()
                     files.append(SourceFile(entry.path, st.st_size, st.st_mtime_ns, st.st_ino))
                 elif entry.is_dir():
-                    if entry.is_symlink():
+                    if link:
                         chain = chain if chain is not None else self._real_chain(folder)
-                        if not self._may_follow(entry.path, chain):
-                            continue
+                        if any(_below(up, os.path.realpath(entry.path)) for up in chain):
+                            continue  # a loop
                     folders.append(entry.name)
             except OSError:
                 continue
         return Listing(stamp, tuple(folders), tuple(files))
+
+    def _excluded(self, entry: os.DirEntry, target: str) -> bool:
+        """True (and logged once) when `target`, the real path of `entry`, is in an excluded folder."""
+        if not any(_below(target, ex) for ex in self._exclude):
+            return False
+        if entry.path not in self._refused:
+            self._refused.add(entry.path)
+            log.warning("%s leads into the mountpoint: not followed (the mount would read itself)", entry.path)
+        return True
 
     def _real_chain(self, folder: str) -> list[str]:
         """Real paths of the root and of each folder on the way to `folder`: a link to any of them
         (or above them) is a loop, also when it goes through sibling links (a/l -> b, b/l -> a)."""
         parts = folder.split("/") if folder else []
         return [os.path.realpath(self._abs("/".join(parts[:i]))) for i in range(len(parts) + 1)]
-
-    def _may_follow(self, link: str, chain: list[str]) -> bool:
-        target = os.path.realpath(link)
-        if any(real == target or real.startswith(target + os.sep) for real in chain):
-            return False  # a loop
-        return not any(target == ex or target.startswith(ex + os.sep) for ex in self._exclude)
 
     def stat(self, path: str) -> SourceFile | None:
         full = self._abs(path)

@@ -18,11 +18,37 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import re
 from typing import Callable, Iterable, NamedTuple, Sequence
 
 BACKGROUND = 200
 PAGE_W, PAGE_H, SCALE = 800, 600, 33
 COORDINATES = "coordinates.csv"
+MAX_PAGE_PIXELS = 1 << 24  # a page is held in memory while it is drawn: 16 MB at most
+_SHAPE = re.compile(r"(?:(\d{1,9})x(\d{1,9}))?(?:@(\d{1,9}))?", re.ASCII)
+
+
+class Mosaic(NamedTuple):
+    """The shape of a bin's mosaic pages: W x H pixels, images scaled by S percent."""
+
+    width: int = PAGE_W
+    height: int = PAGE_H
+    scale: int = SCALE
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}@{self.scale}"
+
+
+def parse_mosaic(text: str) -> Mosaic:
+    """`WxH@S`, `WxH` or `@S` (what is left out takes its default; "" is 800x600@33).
+    Raises ValueError with a one-line message for anything else."""
+    m = _SHAPE.fullmatch(text)
+    if m is not None:
+        w, h, s = (int(g) if g else d for g, d in zip(m.groups(), Mosaic()))
+        if 1 <= w and 1 <= h and w * h <= MAX_PAGE_PIXELS and 1 <= s <= 100:
+            return Mosaic(w, h, s)
+    raise ValueError(f"mosaic={text!r}: expected WxH@S like 800x600@33: a page of W x H pixels "
+                     f"(at most {MAX_PAGE_PIXELS} in all), images scaled by S percent (1 to 100)")
 
 
 class Placement(NamedTuple):
@@ -192,6 +218,19 @@ def coordinates_csv(pages: Sequence[Sequence[Placement]]) -> bytes:
     for number, page in enumerate(pages, 1):
         rows.extend(f"{number},{p.x},{p.y},{p.width},{p.height},{p.target}" for p in page)
     return ("\n".join(rows) + "\n").encode("ascii")
+
+
+def page_count(coordinates: bytes) -> int:
+    """How many pages a `coordinates.csv` describes (the page of its last row; 0 for none)."""
+    last = coordinates.rstrip(b"\n").rpartition(b"\n")[2]
+    return int(last.partition(b",")[0]) if last[:1].isdigit() else 0
+
+
+def page_placements(coordinates: bytes, number: int) -> list[Placement]:
+    """The placements of page `number` read back from its `coordinates.csv`, in their order."""
+    prefix = b"%d," % number
+    return [Placement(t, x, y, w, h) for _, x, y, w, h, t in
+            (map(int, line.split(b",")) for line in coordinates.split(b"\n") if line.startswith(prefix))]
 
 
 def render_page(placements: Iterable[Placement], page_w: int, page_h: int,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
+from .binfilter import BinFilter
 from .errors import BinError
 from .ids import BinId, parse_bin_id, IdentifierError
 
@@ -54,6 +55,7 @@ class Source(ABC):
     """Where raw files live. Folder paths are relative to the source root, '/'-separated."""
 
     location: str  # for messages: a path or a URL
+    remote = False  # True when reads wait on a network (see holds)
 
     @abstractmethod
     def problem(self) -> str | None:
@@ -79,14 +81,48 @@ class Source(ABC):
         """A cheap check of whether a folder changed (0: cannot tell, list it again)."""
         return 0
 
+    def holds(self, f: SourceFile, start: int, length: int) -> bool:
+        """True when reading these bytes waits on nothing slower than a disk (a local file, or a
+        remote one's bytes already in memory): then they may be read on an event loop."""
+        return not self.remote
+
     def sibling(self, name: str) -> "Source | None":
         """The source of a folder beside this one (`adcmod`), if there is one."""
         return None
 
 
 @dataclass(frozen=True, slots=True)
+class ProductFile:
+    """A product file found for a bin (SPEC section 9) in a product root: the root's name (the
+    classifier of its class files), the product's kind and version (core.products), the file as
+    seen, and the source that reads it."""
+
+    root: str
+    kind: str
+    version: int | None
+    file: SourceFile
+    source: Source | None = field(default=None, compare=False, repr=False)
+
+    def identity(self) -> tuple:
+        """What tells this file apart from another version of it (for index records)."""
+        f = self.file
+        return (self.root, self.kind, self.version, f.path, f.size, f.mtime_ns, f.ident)
+
+
+class ProductFinder(ABC):
+    """Where a data root finds each bin's product files (an index of the product trees)."""
+
+    version: int = 0  # changes whenever any bin's product files do
+
+    @abstractmethod
+    def find(self, bin_ids: list[str]) -> dict[str, tuple[ProductFile, ...]]:
+        """The product files of each bin that has some, in a stable order."""
+
+
+@dataclass(frozen=True, slots=True)
 class BinFiles:
-    """The raw files of one bin (any may be missing), as seen when its folder was read."""
+    """The raw files of one bin (any may be missing), as seen when its folder was read, and the
+    product files found for it (with `-o products`)."""
 
     bin_id: BinId
     folder: str  # relative to the data root, '' for the root itself
@@ -94,6 +130,7 @@ class BinFiles:
     adc: SourceFile | None
     roi: SourceFile | None
     source: Source | None = field(default=None, compare=False, repr=False)
+    products: tuple[ProductFile, ...] = ()
 
     @property
     def mtime_ns(self) -> int:
@@ -111,43 +148,63 @@ class Folder:
     bins: dict[str, BinFiles]
 
 
-def open_source(spec: str, exclude: tuple[str, ...] = ()) -> Source:
-    """The source a command line names: a folder path (or, by URL, another backend)."""
+def open_source(spec: str, exclude: tuple[str, ...] = (), options: dict | None = None) -> Source:
+    """The source a command line names: a folder path, or `s3://BUCKET[/PREFIX]` with `options`
+    for the object store (endpoint, region, threads; see s3.S3Source)."""
+    from . import s3
+
+    if s3.is_url(spec):
+        return s3.S3Source(spec, **(options or {}))
     from .local import LocalSource
 
     return LocalSource(spec, exclude)
 
 
 class DataRoot:
-    """A tree of raw IFCB files in a source: which folders lead to bins, and which files make a bin."""
+    """A tree of raw IFCB files in a source: which folders lead to bins, and which files make a bin.
+    With a `bin_filter`, only the bins it matches exist, and only the folders that lead to them."""
 
-    def __init__(self, root: "str | Source", include_skipped: bool = False):
-        self.source = open_source(root) if isinstance(root, str) else root
+    def __init__(self, root: "str | Source", include_skipped: bool = False, exclude: str | None = None,
+                 bin_filter: BinFilter = BinFilter()):
+        """`exclude`: a folder never entered (the mountpoint: reading it from the daemon that
+        serves it would wait on itself), when `root` is a path."""
+        self.source = open_source(root, (exclude,) if exclude else ()) if isinstance(root, str) else root
         self.root = self.source.location
         self.include_skipped = include_skipped
+        self.bin_filter = bin_filter
         self.adcmod = self.source.sibling("adcmod")
+        self.products: ProductFinder | None = None  # set to show products beside each bin
 
     def _wanted(self, name: str) -> bool:
         return not name.startswith(".") and (self.include_skipped or name not in SKIPPED)
 
-    def scan(self, folder: str = "") -> Folder:
-        """Read one folder: its bins, and the sub-folders that lead to bins (not recursive)."""
+    def scan(self, folder: str = "", known: frozenset[str] = frozenset()) -> Folder:
+        """Read one folder: its bins, and the sub-folders that lead to bins (not recursive);
+        sub-folders in `known` were seen to lead to bins before and are not looked into again."""
         listing = self.source.listdir(folder)
         names: dict[str, dict[str, SourceFile]] = {}
         for f in listing.files:
             stem, dot, ext = _name(f.path).rpartition(".")
             if dot and ext in EXTENSIONS:
                 names.setdefault(stem, {})[ext] = f
-        bins = {}
+        bins, stems = {}, set()
         for stem, files in names.items():
             try:
                 bin_id = parse_bin_id(stem)
             except IdentifierError:
                 continue
+            stems.add(stem)
+            if not self.bin_filter.matches(bin_id):
+                continue
             adc = self._adcmod(folder, stem) or files.get("adc")
             bins[stem] = BinFiles(bin_id, folder, files.get("hdr"), adc, files.get("roi"), self.source)
+        if self.products is not None and bins:
+            found = self.products.find(list(bins))
+            for stem, products in found.items():
+                bins[stem] = replace(bins[stem], products=products)
         subfolders = tuple(d for d in listing.folders
-                           if self._wanted(d) and d not in bins and self.leads_to_bins(_join(folder, d)))
+                           if self._wanted(d) and d not in stems
+                           and (d in known or self.leads_to_bins(_join(folder, d))))
         return Folder(folder, listing.stamp, subfolders, bins)
 
     def _adcmod(self, folder: str, stem: str) -> SourceFile | None:
@@ -157,7 +214,8 @@ class DataRoot:
         return self.adcmod.stat(f"{day}/{stem}.adc.mod")
 
     def leads_to_bins(self, folder: str) -> bool:
-        """True when a bin lies somewhere below `folder`; stops at the first one found."""
+        """True when a bin (one the filter matches) lies somewhere below `folder`; stops at the
+        first one found."""
         try:
             listing = self.source.listdir(folder)
         except SourceUnreadable:
@@ -166,8 +224,8 @@ class DataRoot:
             stem, dot, ext = _name(f.path).rpartition(".")
             if dot and ext in EXTENSIONS:
                 try:
-                    parse_bin_id(stem)
-                    return True
+                    if self.bin_filter.matches(parse_bin_id(stem)):
+                        return True
                 except IdentifierError:
                     pass
         return any(self.leads_to_bins(_join(folder, d)) for d in listing.folders if self._wanted(d))
@@ -194,7 +252,12 @@ class DataRoot:
         base = _join(files.folder, str(files.bin_id))
         current = {ext: self.source.stat(f"{base}.{ext}") for ext in EXTENSIONS}
         adc = self._adcmod(files.folder, str(files.bin_id)) or current["adc"]
-        return BinFiles(files.bin_id, files.folder, current["hdr"], adc, current["roi"], self.source)
+        return BinFiles(files.bin_id, files.folder, current["hdr"], adc, current["roi"], self.source,
+                        self.products_of(str(files.bin_id)))
+
+    def products_of(self, bin_id: str) -> tuple[ProductFile, ...]:
+        """The product files found for one bin now (none without a product finder)."""
+        return self.products.find([bin_id]).get(bin_id, ()) if self.products is not None else ()
 
     def stamp(self, folder: str) -> int:
         """The folder's change stamp (see Source.stamp)."""
@@ -209,6 +272,6 @@ def _name(path: str) -> str:
     return path.rpartition("/")[2]
 
 
-def root_problem(spec: str) -> str | None:
+def root_problem(spec: str, options: dict | None = None) -> str | None:
     """Why the source a command line names cannot serve as a data root, in one line; else None."""
-    return open_source(spec).problem()
+    return open_source(spec, options=options).problem()

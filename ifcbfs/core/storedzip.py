@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import bisect
 import calendar
+from array import array
 import math
 import struct
 import time
 import zlib
-from typing import Callable, Iterable, MutableMapping, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, MutableMapping, NamedTuple, Sequence
 
 from .errors import ImageMissing
 
@@ -49,6 +50,35 @@ class Member(NamedTuple):
     name: str
     size: int
     data: Callable[[], bytes]
+
+
+class CrcTable(MutableMapping):
+    """Member index -> CRC-32 for `StoredZip.read`, in 8 bytes a member: kept as long as the zip is
+    served, so its central directory is computed once."""
+
+    def __init__(self, count: int):
+        self._crcs = array("q", [-1]) * count
+
+    def __getitem__(self, index: int) -> int:
+        crc = self._crcs[index]
+        if crc < 0:
+            raise KeyError(index)
+        return crc
+
+    def __contains__(self, index: object) -> bool:
+        return isinstance(index, int) and 0 <= index < len(self._crcs) and self._crcs[index] >= 0
+
+    def __setitem__(self, index: int, crc: int) -> None:
+        self._crcs[index] = crc
+
+    def __delitem__(self, index: int) -> None:
+        self._crcs[index] = -1
+
+    def __iter__(self) -> Iterator[int]:
+        return (index for index, crc in enumerate(self._crcs) if crc >= 0)
+
+    def __len__(self) -> int:
+        return sum(1 for crc in self._crcs if crc >= 0)
 
 
 def _name(name: str) -> bytes:

@@ -6,6 +6,10 @@ nodes. What a bin folder holds comes from its model (`core.bin.Bin`), which is k
 under a byte budget; the nodes of its files are made on demand. Inode numbers are a hash of the
 folder or bin path with the low bits clear, and a file's inode is its bin's plus the file's code,
 so any inode decodes to (bin, file) and a forgotten or evicted file answers again the same.
+
+Views (`fs.views`: `by-class/`, `bins.csv`) sit at the root beside the source's folders. Their
+folders (VDIR), files (VFILE) and symbolic links (LINK) come from the view's own model, and
+are kept like folders: while the kernel holds them or their folder is loaded.
 """
 from __future__ import annotations
 
@@ -18,14 +22,17 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import repeat
 from operator import or_
 from typing import NamedTuple, Sequence
 
 from ..core.bin import Bin, Entry
 from ..core.errors import BinError
+from ..core.mosaic import Mosaic
+from ..core.settle import settled
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
+from ..service import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
 
 log = logging.getLogger("ifcbfs")
@@ -36,9 +43,13 @@ STATS_INO = ROOT_INO + 1  # no folder, bin or file has it (their inodes are a bi
 CODE_BITS = 24  # the low bits of an inode: which file of a bin (0: the bin folder itself)
 CODE_MASK = (1 << CODE_BITS) - 1
 DIR, BIN, SUB, FILE = "dir", "bin", "sub", "file"
+VDIR, VFILE, LINK = "vdir", "vfile", "link"  # a view's folders, files and symbolic links
+KEPT = frozenset({DIR, BIN, VDIR, VFILE, LINK})  # kinds kept as nodes (the rest made on demand)
+_VIEW_KINDS = {"dir": VDIR, "file": VFILE, "link": LINK}
 BLOCK_SIZE = 1 << 17  # st_blksize: most images fit one read
 INLINE_LIMIT = 1 << 16  # images smaller than this are produced on the event loop (see is_cheap)
 LIVE_SECONDS = 3600  # a bin whose files changed this recently is re-checked at every refresh
+SWEEP_SECONDS = 600  # a folder without a change stamp (object store) is re-listed at least this often
 LISTINGS_KEPT = 8  # bin folder listings kept for readdir, which asks for them in slices
 
 
@@ -59,11 +70,19 @@ class Options:
     bin_cache: int = 64 << 20  # bytes of loaded bin models kept (an estimate; see Bin.footprint)
     umask: int = 0o022  # permission bits taken away: files 0644 and folders 0755, as an export writes them
     stitch: str = "on"  # one of core.bin.STITCH_MODES
+    mosaic: Mosaic | None = None  # the page shape of mosaic/ in each bin folder; None: no mosaic
+    zip: bool = False  # {bin}.zip in each bin folder
+    products: tuple[tuple[str, str], ...] = ()  # product roots: (name, folder), in option order
+    blobs: bool = False  # blobs/ in bin folders with a blobs zip
+    classes: bool = False  # the by-class/ view
+    bins_csv: bool = False  # the bins.csv view
 
     @property
     def signature(self) -> str:
         """The options that shape what a bin folder holds (an index is valid for these only)."""
-        return f"stitch={self.stitch}"
+        views = (f",mosaic={self.mosaic}" if self.mosaic else "") + (",zip" if self.zip else "")
+        products = "".join(f",products={name}={path}" for name, path in self.products)
+        return f"stitch={self.stitch}{views}{products}{',blobs' if self.blobs and self.products else ''}"
 
 
 class Rows(NamedTuple):
@@ -85,27 +104,33 @@ class Node:
     sub-folders (SUB) of a bin folder are made on demand from the bin's model."""
 
     __slots__ = ("ino", "parent", "name", "kind", "path", "size", "mtime_ns", "children",
-                 "source", "files", "model", "entry", "lookups", "listed")
+                 "source", "files", "model", "entry", "lookups", "listed", "changed", "view", "target", "stamp")
 
     def __init__(self, ino: int, parent: "Node | None", name: str, kind: str, path: str, mtime_ns: int):
         self.ino, self.parent, self.name, self.kind, self.path = ino, parent, name, kind, path
         self.mtime_ns = mtime_ns
         self.size = 0
-        self.children: dict[str, Node] | None = None  # DIR: None until loaded
-        self.source: str | None = None  # DIR: the source folder it mirrors
+        self.children: dict[str, Node] | None = None  # DIR, VDIR: None until loaded
+        self.source: str | None = None  # DIR: the source folder it mirrors; views: the path in the view
         self.files: BinFiles | None = None  # BIN: its raw files
         self.model: Bin | None = None  # BIN: its model while loaded; FILE, SUB: the one listed from
         self.entry: Entry | None = None  # FILE
         self.lookups = 0  # DIR, BIN: references the kernel holds to it and (BIN) its files
         self.listed = False  # BIN: its folder has been read at least once
+        self.changed = 0.0  # DIR: when its listing was read first or last changed (monotonic)
+        self.view = None  # VDIR, VFILE, LINK: the view it belongs to
+        self.target = ""  # LINK: where it points
+        self.stamp = 0  # VDIR: the view's stamp when it was listed
 
     @property
     def is_dir(self) -> bool:
-        return self.kind != FILE
+        return self.kind in (DIR, BIN, SUB, VDIR)
 
     @property
     def mode(self) -> int:
         """Type and permissions before the mount's umask (writes fail with EROFS all the same)."""
+        if self.kind == LINK:
+            return stat.S_IFLNK | 0o777
         return stat.S_IFDIR | 0o777 if self.is_dir else stat.S_IFREG | 0o666
 
     @property
@@ -130,15 +155,21 @@ def inode_of(path: str) -> int:
 class Namespace:
     """The tree over one data root."""
 
-    def __init__(self, root: DataRoot, options: Options = Options(), index=None):
+    def __init__(self, root: DataRoot, options: Options = Options(), index=None, views=()):
         self.source = root
         self.options = options
         self.index = index
+        self.views = tuple(views)  # shown at the root (fs.views), unless a source name takes theirs
+        self._view_tops: tuple = ()  # what the views showed at the root when last published
+        self._products_version = root.products.version if root.products is not None else 0
         self.cache = ByteCache(options.cache_size)
-        self.decodes = 0  # PNGs produced: tests and benchmarks check that listing makes none
-        self.bins_listed = 0  # bins whose folder has been read at least once
+        self.decodes = 0  # files (or zip ranges) produced from pixels: listing must make none
+        self.bins_listed = 0  # bins in a folder listing so far
+        self.bins_loaded = 0  # bins whose folder has been read at least once
         self.parses = 0  # bins parsed from the source (not taken from the index)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held only to publish, never while reading the source
+        self._refreshing = threading.Lock()  # one refresh at a time; requests never take it
+        self._said = RateLimitedLog()  # bins found twice (flat layout), each said once
         top = Node(ROOT_INO, None, "", DIR, "", root.stamp(""))
         top.source = ""
         self.nodes: dict[int, Node] = {ROOT_INO: top}  # folders and bins
@@ -147,13 +178,11 @@ class Namespace:
         self._models_size = 0
         self._listings: OrderedDict[int, tuple] = OrderedDict()  # ino -> (model, nodes)
         self._rows: OrderedDict[int, tuple] = OrderedDict()  # ino -> (model, rows for readdir)
-        umask = options.umask
-        self._modes = {kind: (stat.S_IFREG | 0o666 if kind == FILE else stat.S_IFDIR | 0o777) & ~umask
-                       for kind in (DIR, BIN, SUB, FILE)}
-        self.file_mode = self._modes[FILE]  # the st_mode of every file
+        self.file_mode = (stat.S_IFREG | 0o666) & ~options.umask  # the st_mode of every file of a bin
         self._live: set[Node] = set()  # bins re-checked at every refresh
         self._flat_folders: list[str] = []  # flat layout: the source folders its root was read from
         self._flat_stamp = 0
+        self._swept = time.monotonic()  # when every stamp-less folder was last re-listed
 
     # --- the questions FUSE asks -------------------------------------------------------
     def node(self, ino: int) -> Node:
@@ -192,11 +221,13 @@ class Namespace:
     def children(self, ino: int) -> dict[str, Node]:
         """The children of a folder by name, in name order; loads the folder when needed."""
         node = self.node(ino)
-        if node.kind == FILE:
+        if not node.is_dir:
             raise FsError(errno.ENOTDIR)
-        if node.kind == DIR:
+        if node.kind in (DIR, VDIR):
             children = node.children
-            return children if children is not None else self._load_dir(node)
+            if children is not None:
+                return children
+            return self._load_dir(node) if node.kind == DIR else self._load_view(node)
         return {child.name: child for child in self.listing(ino)}
 
     def listing(self, ino: int) -> tuple[Node, ...]:
@@ -211,9 +242,9 @@ class Namespace:
         """make(node, version) for a folder, made once per version of the folder (its children, or
         its bin's model) and kept for the last few folders; loads the folder when needed."""
         node = self.node(ino)
-        if node.kind == FILE:
+        if not node.is_dir:
             raise FsError(errno.ENOTDIR)
-        version = self.children(ino) if node.kind == DIR else self.model(node.bin)
+        version = self.children(ino) if node.kind in (DIR, VDIR) else self.model(node.bin)
         found = kept.get(ino)
         if found is not None and found[0] is version:
             kept.move_to_end(ino)
@@ -225,39 +256,39 @@ class Namespace:
         return made
 
     def _nodes_of(self, node: Node, version) -> tuple[Node, ...]:
-        return tuple(version.values()) if node.kind == DIR else tuple(self._members(node, version))
+        return tuple(version.values()) if node.kind in (DIR, VDIR) else tuple(self._members(node, version))
 
     def _rows_of(self, node: Node, version) -> "Rows":
         listing = version.listing() if node.kind == BIN else None
-        if listing is not None and listing.flat:  # a bin folder of files only: all alike but name and size
+        if listing is not None and listing.flat and not version.mtimes:  # files alike but for name and size
             return Rows(listing.name_list(), list(map(or_, repeat(node.ino), listing.codes)), listing.sizes,
                         None, None, None, node)
         children = self.listing(node.ino)
         return Rows([os.fsencode(c.name) for c in children], [c.ino for c in children],
-                    [c.size for c in children], [self._modes[c.kind] for c in children],
-                    [c.mtime_ns for c in children], [c if c.kind == DIR else c.bin for c in children], None)
+                    [c.size for c in children], [self.mode(c) for c in children],
+                    [c.mtime_ns for c in children], [c if c.kind in KEPT else c.bin for c in children], None)
 
     def mode(self, node: Node) -> int:
         """The st_mode shown for a node: its type and permissions less the `umask` option."""
-        return self._modes[node.kind]
+        return node.mode & ~self.options.umask
 
     def is_loaded(self, ino: int) -> bool:
         """True when answering about `ino` reads nothing from the source."""
         node = self.nodes.get(ino) or self.nodes.get(ino & ~CODE_MASK)
-        if node is None:
-            return True  # unknown: the answer (ENOENT) costs nothing
+        if node is None or node.kind in (VFILE, LINK):
+            return True  # unknown (the answer, ENOENT, costs nothing), or made whole when listed
         return node.model is not None if node.kind == BIN else node.children is not None
 
     def is_cheap(self, node: Node) -> bool:
         """True when producing a file costs less than handing it to a worker thread (~100 us)."""
-        return node.entry is not None and node.model.is_cheap(node.entry, INLINE_LIMIT)
+        return node.entry is not None and node.model is not None and node.model.is_cheap(node.entry, INLINE_LIMIT)
 
     def read(self, ino: int) -> bytes:
         """The whole content of the file that inode `ino` is now."""
         return self.content(self.node(ino))
 
     def cached(self, node: Node) -> bytes | None:
-        """A file's content if it is in the cache (produced for the version it was listed from)."""
+        """A file's content if it is in the cache (nothing is read or produced)."""
         return self.cache.get((node.ino, node.model))
 
     def content(self, node: Node) -> bytes:
@@ -266,38 +297,80 @@ class Namespace:
         A file node reads from the bin model it was listed from, and the cache is keyed by that
         model, so bytes always match the size that was listed.
         """
+        if node.kind == VFILE:
+            return self._view_content(node)
         if node.kind != FILE:
             raise FsError(errno.EISDIR)
         key = (node.ino, node.model)
         data = self.cache.get(key)
         if data is not None:
             return data
+        data = self._produce(node, node.model.read, node.entry)
+        if not node.model.is_ranged(node.entry):  # (a ranged record may be larger than the cache)
+            self.cache.put(key, data)
+        return data
+
+    def is_ranged(self, node: Node) -> bool:
+        """True for a file read by range (`read_range`): never produced or cached whole."""
+        return node.entry is not None and node.model is not None and node.model.is_ranged(node.entry)
+
+    def read_range(self, node: Node, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of a file, from the bin model it was listed from."""
+        if node.kind != FILE:
+            raise FsError(errno.EISDIR)
+        return self._produce(node, node.model.read_range, node.entry, offset, length)
+
+    def pieces(self, node: Node, size: int = 1 << 22):
+        """The content of a file in pieces of at most `size` bytes (a ranged one is never whole)."""
+        if not self.is_ranged(node):
+            yield self.content(node)
+            return
+        for offset in range(0, node.size, size):
+            yield self.read_range(node, offset, size)
+
+    def _produce(self, node: Node, produce, *args) -> bytes:
+        """Call the model to produce bytes of a file, with errors as errnos; count decodes."""
         try:
-            data = node.model.read(node.entry)
+            data = produce(*args)
         except SourceUnreadable as err:
             raise FsError(err.errno, f"{node.path}: {err}") from None
         except BinError as err:  # ImageMissing among them: gone since it was listed
             raise FsError(errno.EIO, f"{node.path}: {err}") from None
-        if node.entry.image is not None:
+        if node.model.decodes(node.entry):
             self.decodes += 1
-        self.cache.put(key, data)
         return data
 
     # --- the kernel's references ---------------------------------------------------------
     def looked_up(self, node: Node) -> None:
         """The kernel took a reference to `node` (a lookup or a readdirplus entry)."""
-        held = node if node.kind == DIR else node.bin
+        held = node if node.kind in KEPT and node.kind != BIN else node.bin
         held.lookups += 1
 
     def forget(self, ino: int, count: int) -> None:
-        """The kernel dropped `count` references to `ino`. A bin nobody holds leaves memory."""
+        """The kernel dropped `count` references to `ino`. A bin nobody holds leaves memory, and
+        so does what a folder nobody holds has listed (the kernel forgets children first)."""
         held = self.nodes.get(ino) or self.nodes.get(ino & ~CODE_MASK)
         if held is None:
             return
         held.lookups = max(0, held.lookups - count)
-        if held.kind == BIN and held.lookups == 0:
-            with self._lock:
+        if held.lookups:
+            return
+        with self._lock:
+            if held.kind == BIN:
                 self._unload(held)
+                held = held.parent
+            while held is not None and held is not self.root and held.lookups == 0 \
+                    and held.children is not None and not self._held_below(held):
+                for child in held.children.values():
+                    self._drop(child)
+                held.children = None
+                self._listings.pop(held.ino, None)
+                self._rows.pop(held.ino, None)
+                held = held.parent
+
+    def _held_below(self, node: Node) -> bool:
+        return any(child.lookups or (child.kind in (DIR, VDIR) and child.children and self._held_below(child))
+                   for child in (node.children or {}).values())
 
     # --- loading --------------------------------------------------------------------
     def model(self, bin_node: Node) -> Bin:
@@ -316,24 +389,41 @@ class Namespace:
             return bin_node.model or model
 
     def _load_model(self, path: str, files: BinFiles) -> Bin:
+        """A bin's model from the index, or parsed (reads the source: call with no lock held).
+        What is wrong with it is logged, once per bin however often it is read."""
+        final = settled(files, time.time())
         model = self.index.get(path, files) if self.index is not None else None
-        if model is not None:
+        if model is not None and (model.settled or not final):
+            self._said_products(path, model)
             return model
         self.parses += 1
         try:
-            model = Bin.load(files, self.options.stitch)
+            model = Bin.load(files, self.options.stitch, self.options.mosaic, self.options.zip, final,
+                             self.options.blobs)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
-        if model.skipped_lines:
-            log.info("%s: %d ADC lines do not parse and are skipped", files.bin_id, model.skipped_lines)
-        if self.index is not None:
+        if model.problems:
+            log_bad_bin(log, path, "damaged: " + "; ".join(model.problems))
+        self._said_products(path, model)
+        if self.index is not None and model.product_missing is None:  # (installing h5py must show them)
             self.index.put(path, files, model)
         return model
+
+    def bin_model(self, path: str, files: BinFiles) -> Bin:
+        """The model of the bin at `path` with these files, with no node (the views' crawler)."""
+        return self._load_model(path, files)
+
+    def _said_products(self, path: str, model: Bin) -> None:
+        """Log what the bin's products lack: once per bin, and a missing package once in all."""
+        if model.product_problems:
+            log_bad_bin(log, f"{path} products", "; ".join(model.product_problems))
+        if model.product_missing:
+            log_bad_bin(log, *model.product_missing.split(": ", 1))
 
     def _keep(self, bin_node: Node, model: Bin) -> None:
         if not bin_node.listed:
             bin_node.listed = True
-            self.bins_listed += 1
+            self.bins_loaded += 1
         bin_node.model = model
         self._models[bin_node.ino] = bin_node
         self._models_size += model.footprint
@@ -383,7 +473,7 @@ class Namespace:
 
     def _file(self, bin_node: Node, parent: Node, model: Bin, entry: Entry) -> Node:
         node = Node(bin_node.ino | entry.code, parent, entry.name.rpartition("/")[2], FILE,
-                    f"{bin_node.path}/{entry.name}", bin_node.mtime_ns)
+                    f"{bin_node.path}/{entry.name}", model.mtime_of(entry) or bin_node.mtime_ns)
         node.model, node.entry, node.size = model, entry, entry.size
         return node
 
@@ -409,6 +499,7 @@ class Namespace:
         node = self._add(parent, str(files.bin_id), BIN, files.mtime_ns)
         if node.files is None:
             node.files = files
+            self.bins_listed += 1
         return node
 
     def _read_dir(self, node: Node) -> tuple[int, dict[str, int], list[tuple[str, BinFiles]]]:
@@ -421,7 +512,8 @@ class Namespace:
                 found.extend(folder.bins.items())
             self._flat_folders = [path for path, _ in stamps]
             return _stamp_of_all(stamps), {}, found
-        folder = self.source.scan(node.source)
+        known = frozenset(name for name, child in (node.children or {}).items() if child.kind == DIR)
+        folder = self.source.scan(node.source, known)
         subs = {name: self.source.stamp(f"{node.source}/{name}" if node.source else name) for name in folder.folders}
         return folder.mtime_ns, subs, list(folder.bins.items())
 
@@ -430,10 +522,12 @@ class Namespace:
             stamp, folders, found = self._read_dir(node)
         except SourceUnreadable as err:
             raise FsError(err.errno, str(err)) from None
+        tops = self._tops() if node is self.root else ()
         with self._lock:
             if node.children is None:
                 self._set_stamp(node, stamp)
-                node.children = self._publish_dir(node, folders, found)
+                node.children = self._publish_dir(node, folders, found, tops)
+                node.changed = time.monotonic()
             return node.children
 
     def _stamp_of(self, node: Node) -> int:
@@ -448,7 +542,7 @@ class Namespace:
         elif stamp:
             node.mtime_ns = stamp
 
-    def _publish_dir(self, node: Node, folders: dict[str, int], found) -> dict[str, Node]:
+    def _publish_dir(self, node: Node, folders: dict[str, int], found, tops: tuple = ()) -> dict[str, Node]:
         children: dict[str, Node] = {}
         for name, stamp in folders.items():
             sub = f"{node.source}/{name}" if node.source else name
@@ -458,9 +552,12 @@ class Namespace:
         for name, files in found:
             if name in children:
                 kept = children[name].files.folder or "."
-                log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
+                if self._said.first_time(f"{name} {files.folder}"):
+                    log.warning("bin %s is in both %s and %s: showing the one in %s", name, kept, files.folder or ".", kept)
                 continue
             children[name] = self._bin_node(node, files)
+        if node is self.root:
+            self._with_views(children, tops)
         return dict(sorted(children.items()))
 
     def stats(self) -> bytes:
@@ -477,9 +574,73 @@ class Namespace:
         }
         return (json.dumps(counters, indent=1) + "\n").encode()
 
-    def bins_seen(self) -> int:
-        """How many bins have been listed so far (for the service status line); O(1)."""
-        return self.bins_listed
+    # --- views at the root -----------------------------------------------------------------
+    def _tops(self) -> tuple:
+        """What each view shows at the root now: (view, item), for those that show (no lock held)."""
+        return tuple((view, item) for view in self.views for item in [view.top()] if item is not None)
+
+    def _with_views(self, children: dict[str, Node], tops: tuple) -> None:
+        """Add the views to the root's children. A source folder or bin of the same name is
+        shown instead, and says so once."""
+        self._view_tops = tops
+        for view, item in tops:
+            taken = children.get(item.name)
+            if taken is not None and taken.view is None:
+                if self._said.first_time(f"view {item.name}"):
+                    log.warning("the source has %s at its root: it is shown, and the %s view is not "
+                                "(rename that folder to see the view)", item.name, item.name)
+                continue
+            children[item.name] = self._view_node(self.root, view, item)[0]
+
+    def _view_node(self, parent: Node, view, item) -> tuple[Node, bool]:
+        """The node of a view's item (the one already kept for its path, updated); and whether
+        its attributes changed."""
+        node = self._add(parent, item.name, _VIEW_KINDS[item.kind], item.mtime_ns)
+        changed = (node.size, node.mtime_ns, node.target) != (item.size, item.mtime_ns, item.target)
+        node.view = view
+        node.source = "" if parent.view is None else f"{parent.source}/{item.name}" if parent.source else item.name
+        node.size, node.mtime_ns, node.target = item.size, item.mtime_ns, item.target
+        if node.kind == VFILE:  # changes as the view does: opened past the page cache
+            node.entry = Entry(item.name, item.size, None, 0, True)
+        return node, changed
+
+    def _view_items(self, node: Node) -> tuple[int, list]:
+        """A view folder's stamp and items (the stamp first: a change in between shows next time)."""
+        stamp = node.view.stamp()
+        return stamp, node.view.items(node.source)
+
+    def _load_view(self, node: Node) -> dict[str, Node]:
+        stamp, items = self._view_items(node)
+        with self._lock:
+            if node.children is None:
+                node.stamp = stamp
+                node.children = {item.name: self._view_node(node, node.view, item)[0]
+                                 for item in sorted(items, key=lambda i: i.name)}
+            return node.children
+
+    def _view_content(self, node: Node) -> bytes:
+        """A view file's bytes, as long as they still have the size it was listed with."""
+        key = (node.ino, node.size, node.mtime_ns)
+        data = self.cache.get(key)
+        if data is None:
+            data = node.view.read(node.source)
+            if len(data) != node.size:
+                raise FsError(errno.EIO, f"{node.path}: changed since it was listed")
+            self.cache.put(key, data)
+        return data
+
+    def readlink(self, ino: int) -> str:
+        """Where a symbolic link points."""
+        node = self.node(ino)
+        if node.kind != LINK:
+            raise FsError(errno.EINVAL)
+        return node.target
+
+    def status(self) -> str:
+        """Bins listed (in a folder listing so far) and loaded (header and ADC read), counted as
+        the tree changes: the service status line asks every few seconds, in constant time."""
+        indexed = f", {self.index.records} in the index" if self.index is not None else ""
+        return f"{self.bins_listed} bins listed, {self.bins_loaded} loaded{indexed}"
 
     # --- noticing change in the source ------------------------------------------------
     def refresh(self, everything: bool = False) -> list[tuple]:
@@ -489,36 +650,66 @@ class Namespace:
 
         Returns what the kernel must forget: ("inode", ino) and ("entry", parent_ino, name).
         """
-        changes: list[tuple] = []
-        replaced: list[tuple[Node, Bin | None]] = []
-        folders = [n for n in list(self.nodes.values()) if n.kind == DIR and n.children is not None]
-        for node in folders:
-            self._refresh_dir(node, changes, replaced)
-        bins = list(self._models.values()) if everything else list(self._live)
-        for node in bins:
-            files = self.source.stat_bin(node.files)
-            if files == node.files:
-                if time.time_ns() - files.mtime_ns >= LIVE_SECONDS * 10**9:
-                    self._live.discard(node)
-            elif any((files.hdr, files.adc, files.roi)):  # (a bin that is gone goes with its folder)
-                with self._lock:
-                    replaced.append((node, self._replace_files(node, files, changes)))
-        for node, old in replaced:
-            self._changed_entries(node, old, changes)
-        return changes
+        with self._refreshing:
+            changes: list[tuple] = []
+            replaced: list[tuple[Node, Bin | None]] = []
+            self._refresh_products(changes, replaced)
+            folders = [n for n in list(self.nodes.values()) if n.kind == DIR and n.children is not None]
+            clock = time.monotonic()
+            sweep = everything or clock - self._swept >= SWEEP_SECONDS
+            if sweep:
+                self._swept = clock
+            for node in folders:
+                if self.nodes.get(node.ino) is node:  # (not dropped earlier in this pass)
+                    self._refresh_dir(node, changes, replaced, sweep or self._frontier(node, clock))
+            self._refresh_views(changes)
+            bins = list(self._models.values()) if everything else list(self._live)
+            now = time.time()
+            for node in bins:
+                files = self.source.stat_bin(node.files)
+                if files == node.files:
+                    model = node.model
+                    if model is not None and not model.settled and settled(files, now):
+                        with self._lock:  # loaded while growing, now settled: load it as final
+                            replaced.append((node, self._replace_files(node, files, changes)))
+                    elif now - files.mtime_ns / 1e9 >= LIVE_SECONDS:
+                        self._live.discard(node)
+                elif any((files.hdr, files.adc, files.roi)):  # (a bin that is gone goes with its folder)
+                    with self._lock:
+                        replaced.append((node, self._replace_files(node, files, changes)))
+            for node, old in replaced:
+                self._changed_entries(node, old, changes)
+            return changes
 
-    def _refresh_dir(self, node: Node, changes: list, replaced: list) -> None:
+    def _frontier(self, node: Node, clock: float) -> bool:
+        """Whether a folder whose source gives no change stamp is re-listed at this poll: when it
+        changed within LIVE_SECONDS, or it is the root, or the last of its parent's folders in
+        name order (where a chronological archive grows: the newest year, day). The flat root
+        stands for the whole source, so it waits for the sweep."""
+        if node is self.root and self.options.layout == "flat":
+            return False
+        if node.parent is None or clock - node.changed < LIVE_SECONDS:
+            return True
+        siblings = [name for name, child in (node.parent.children or {}).items() if child.kind == DIR]
+        return bool(siblings) and siblings[-1] == node.name
+
+    def _refresh_dir(self, node: Node, changes: list, replaced: list, unstamped: bool = True) -> None:
+        """Re-read a folder if its stamp moved (or, where the source has no stamps, if
+        `unstamped`) and apply what changed."""
         stamp = self._flat_stamp if node is self.root and self.options.layout == "flat" else node.mtime_ns
         try:
             now = self._stamp_of(node)
-            if now and now == stamp:
+            if (now and now == stamp) or (not now and not unstamped):
                 return
             _, folders, found = self._read_dir(node)
-        except SourceUnreadable:
+        except SourceUnreadable as err:
+            if err.errno == errno.EIO:
+                return  # the source did not answer (an object store's outage): try again later
             now, folders, found = 0, {}, []
+        tops = self._tops() if node is self.root else ()
         with self._lock:
             old = node.children or {}
-            fresh = self._publish_dir(node, folders, found)
+            fresh = self._publish_dir(node, folders, found, tops)
             self._set_stamp(node, now)
             for name, files in found:  # a re-read folder is how a settled bin is seen to change
                 child = fresh.get(name)
@@ -531,7 +722,62 @@ class Namespace:
                     self._drop(child)
                     changes.append(("entry", node.ino, name))
             node.children = fresh  # published whole: readers never see it half built
+            node.changed = time.monotonic()
             changes.append(("inode", node.ino))
+
+    def _refresh_products(self, changes: list, replaced: list) -> None:
+        """When the product index changed: point bins whose product files differ at them."""
+        finder = self.source.products
+        if finder is None or finder.version == self._products_version:
+            return
+        self._products_version = finder.version
+        bins = [n for n in list(self.nodes.values()) if n.kind == BIN and n.files is not None]
+        found = finder.find([str(n.files.bin_id) for n in bins])
+        for node in bins:
+            fresh = found.get(str(node.files.bin_id), ())
+            if fresh != node.files.products:
+                with self._lock:
+                    replaced.append((node, self._replace_files(node, replace(node.files, products=fresh), changes)))
+
+    def _refresh_views(self, changes: list) -> None:
+        """Re-check the views: what the root shows of them, and their loaded folders."""
+        if not self.views:
+            return
+        tops = self._tops()
+        root = self.root
+        if root.children is not None and tops != self._view_tops:
+            with self._lock:
+                old = root.children
+                fresh = {name: n for name, n in old.items() if n.view is None}
+                self._with_views(fresh, tops)
+                fresh = dict(sorted(fresh.items()))
+                for name, child in old.items():
+                    if fresh.get(name) is not child:
+                        self._drop(child)
+                        changes.append(("entry", root.ino, name))
+                changes.extend(("inode", n.ino) for n in fresh.values() if n.view is not None)
+                root.children = fresh
+                changes.append(("inode", root.ino))
+        for node in [n for n in list(self.nodes.values()) if n.kind == VDIR and n.children is not None]:
+            if node.view.stamp() == node.stamp:
+                continue
+            stamp, items = self._view_items(node)
+            with self._lock:
+                if node.children is None or self.nodes.get(node.ino) is not node:
+                    continue
+                old, fresh = node.children, {}
+                for item in sorted(items, key=lambda i: i.name):
+                    child, changed = self._view_node(node, node.view, item)
+                    fresh[item.name] = child
+                    if changed:
+                        changes.append(("inode", child.ino))
+                for name, child in old.items():
+                    if fresh.get(name) is not child:
+                        self._drop(child)
+                        changes.append(("entry", node.ino, name))
+                node.children, node.stamp = fresh, stamp
+                if list(fresh) != list(old):
+                    changes.append(("inode", node.ino))
 
     def _replace_files(self, node: Node, files: BinFiles, changes: list) -> Bin | None:
         """Point a bin at its files as they are now; returns the model it had (under the lock)."""
@@ -545,14 +791,17 @@ class Namespace:
         return old
 
     def _changed_entries(self, node: Node, old: Bin | None, changes: list) -> None:
-        """After a bin changed: the kernel forgets its files' attributes and the names now gone."""
-        if old is None:
-            return
+        """After a bin changed: the kernel forgets its files' attributes and the names now gone.
+        A bin that had left memory had its model evicted, not forgotten by the kernel: its files'
+        codes are stable, so the new model's say which inodes the kernel may still hold."""
         try:
             new = self.model(node)
             names = {e.name for e in new.entries}
         except FsError:
             new, names = None, set()
+        if old is None:
+            changes.extend(("inode", node.ino | e.code) for e in (new.entries if new else ()))
+            return
         folders = {name.rpartition("/")[0] for name in names}
         gone_folders = set()
         for entry in old.entries:
@@ -567,10 +816,13 @@ class Namespace:
 
     def _drop(self, node: Node) -> None:
         """Take a folder or bin (and everything below it) out of the tree."""
-        self.nodes.pop(node.ino, None)
+        if self.nodes.get(node.ino) is node:  # (not a new node of another kind at its name)
+            del self.nodes[node.ino]
         if node.kind == BIN:
             self._unload(node)
             self._live.discard(node)
+            self.bins_listed -= 1
+            self.bins_loaded -= node.listed
         for child in (node.children or {}).values():
             self._drop(child)
 
@@ -581,6 +833,7 @@ class Namespace:
         node = Node(inode_of(path), self.root, path.rpartition("/")[2], BIN, path, files.mtime_ns)
         node.files = files
         self.nodes[node.ino] = node
+        self.bins_listed += 1  # (release takes it back off)
         try:
             self.model(node)
         except BaseException:

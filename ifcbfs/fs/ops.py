@@ -63,6 +63,7 @@ class Operations(pyfuse3.Operations):
         self.uid, self.gid = ns.options.uid, ns.options.gid
         self.debug = debug
         self.limiter = trio.CapacityLimiter(workers)
+        self.refreshing = trio.CapacityLimiter(1)  # re-checks of the source: never a reader's thread
         self._opened: dict[int, pyfuse3.FileInfo] = {}  # images: fh is the inode, one FileInfo for all opens
         self._pinned: dict[int, Node | bytes] = {}  # hdr.json/adc.csv handles: the version each open
         # reads; stats file handles: the counters when it was opened
@@ -202,6 +203,10 @@ class Operations(pyfuse3.Operations):
                 break
             held[index].lookups += 1
 
+    @_guard
+    async def readlink(self, inode, ctx):
+        return os.fsencode(self.ns.readlink(inode))
+
     async def releasedir(self, fh):
         if self.debug:
             log.debug("releasedir(%r)", fh)
@@ -223,12 +228,14 @@ class Operations(pyfuse3.Operations):
         node = await self._node(inode)
         if node.is_dir:
             raise pyfuse3.FUSEError(errno.EISDIR)
+        if node.entry is None:  # a symbolic link (the kernel follows it before opening)
+            raise pyfuse3.FUSEError(errno.ELOOP)
         if len(self._opened) >= OPENED_LIMIT:
             self._opened.clear()  # bounded memory on huge trees; rebuilt as files are opened
         if node.entry.grows:
-            # hdr.json and adc.csv change as a bin grows. Each open reads the version that was
-            # current when it opened (a handle of its own), past the page cache, which would
-            # zero-fill a page read from an older, shorter version.
+            # hdr.json, adc.csv, the mosaic and the zip change as a bin grows. Each open reads
+            # the version that was current when it opened (a handle of its own), past the page
+            # cache, which would zero-fill a page read from an older, shorter version.
             self._handles += 1
             self._pinned[self._handles] = node
             return pyfuse3.FileInfo(fh=self._handles, direct_io=True)
@@ -238,8 +245,10 @@ class Operations(pyfuse3.Operations):
     @_guard
     async def read(self, fh, off, size):
         node = self._pinned.get(fh) or await self._node(fh)  # a pinned text file, or an image by inode
-        if isinstance(node, bytes):
+        if isinstance(node, bytes):  # the stats file
             return node[off:off + size]
+        if self.ns.is_ranged(node):  # (the zip) only the bytes asked for, never the whole file
+            return await trio.to_thread.run_sync(self.ns.read_range, node, off, size, limiter=self.limiter)
         data = self.ns.cached(node)
         if data is None:
             if self.ns.is_cheap(node):  # cheaper than the hop to a worker thread and back
@@ -280,14 +289,20 @@ for _name in ("setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "rename
     setattr(Operations, _name, _read_only(_name))
 
 
+async def apply_changes(ops: Operations, everything: bool = False) -> None:
+    """Re-check the source (`everything`: every loaded bin too), apply what changed and make
+    the kernel forget it (in worker threads)."""
+    changes = await trio.to_thread.run_sync(ops.ns.refresh, everything, limiter=ops.refreshing)
+    if changes:
+        await trio.to_thread.run_sync(invalidate, changes)
+
+
 async def watch(ops: Operations, interval: float) -> None:
     """Every `interval` seconds, apply changes in the source and make the kernel forget them."""
     while True:
         await trio.sleep(interval)
         try:
-            changes = await trio.to_thread.run_sync(ops.ns.refresh, limiter=ops.limiter)
-            if changes:
-                await trio.to_thread.run_sync(invalidate, changes)
+            await apply_changes(ops)
         except Exception as err:  # a failed re-check must not end the daemon: try again later
             log_bad_bin(log, "refresh", f"re-checking the source failed: {type(err).__name__}: {err}")
 

@@ -5,7 +5,7 @@
 #     source "$(dirname "$0")/lib/setup.sh"
 #
 # Makes sure the system packages, /dev/fuse and the project's virtualenv
-# (.venv at the repository root, with `pip install -e '.[test]'`) are in place.
+# (.venv at the repository root, with `pip install -e '.[test,products,s3]'`) are in place.
 # Every step is skipped when its result is already there, so a second run takes
 # well under a second. Prints one line per step; when a step fails, its full
 # output is shown and sourcing returns non-zero.
@@ -158,19 +158,23 @@ _ifcbfs_setup_venv() {
     fi
 }
 
+# The extras installed with the project: the tests, the readers of product files, object storage.
+_ifcbfs_extras="test,products,s3"
+
 _ifcbfs_setup_install() {
     local stamp="$IFCBFS_VENV/.ifcbfs-install-stamp" want have=""
-    want="$(sha256sum "$IFCBFS_ROOT/pyproject.toml" | cut -d' ' -f1)"
+    # The stamp names the extras too, so installing another set is not taken as up to date.
+    want="$(sha256sum "$IFCBFS_ROOT/pyproject.toml" | cut -d' ' -f1) [$_ifcbfs_extras]"
     [ -f "$stamp" ] && have="$(cat "$stamp")"
     if [ "$want" = "$have" ] && [ -x "$IFCBFS_VENV/bin/ifcbfs" ]; then
         _ifcbfs_say "python packages: up to date"
         return 0
     fi
-    _ifcbfs_say "python packages: pip install -e '.[test]' (pyproject.toml changed or never installed)"
+    _ifcbfs_say "python packages: pip install -e '.[$_ifcbfs_extras]' (pyproject.toml or extras changed, or never installed)"
     rm -f "$stamp"
-    _ifcbfs_run "pip install -e '.[test]'" \
+    _ifcbfs_run "pip install -e '.[$_ifcbfs_extras]'" \
         env PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-        "$IFCBFS_VENV/bin/python" -m pip install -e "${IFCBFS_ROOT}[test]" || return
+        "$IFCBFS_VENV/bin/python" -m pip install -e "${IFCBFS_ROOT}[$_ifcbfs_extras]" || return
     printf '%s\n' "$want" >"$stamp"
 }
 
