@@ -201,14 +201,13 @@ def _parse_plain(data: bytes, schema: str) -> Adc | None:
         text = text.replace("\r\n", "\n")
     if any(c in text for c in _BLANKS) or "\n\n" in text or text[0] == "\n":
         return None
-    n = text.count("\n")
-    ends = text.count(",\n")
-    if ends == n:
-        text = text.replace(",\n", "\n")  # one trailing comma per line is dropped
-    elif ends:
-        return None
+    if ",\n" in text:  # one trailing comma per line is dropped, if every line has one
+        if text.count(",\n") != text.count("\n"):
+            return None
+        text = text.replace(",\n", "\n")
     body = text[:-1]
     lines = body.split("\n")
+    n = len(lines)
     commas = lines[0].count(",")
     if list(map(str.count, lines, repeat(","))).count(commas) != n:
         return None

@@ -5,6 +5,8 @@ file, an empty header or images past the end of the `.roi` are how every bin sta
 """
 from __future__ import annotations
 
+from operator import add, mul
+
 from .adc import Adc
 from .source import BinFiles
 
@@ -25,10 +27,12 @@ def problems(files: BinFiles, hdr: bytes, adc: Adc | None) -> tuple[str, ...]:
         if adc.skipped:
             found.append(f"{_lines(adc.skipped)} of the .adc {'does' if adc.skipped == 1 else 'do'} not parse")
         if files.roi is not None:
-            beyond = sum(1 for roi in adc.rois if roi.end > files.roi.size)
+            _, _, _, _, widths, heights, starts = adc.roi_columns  # (by columns: a bin has thousands)
+            size = files.roi.size
+            beyond = sum(end > size for end in map(add, starts, map(mul, widths, heights)))
             if beyond:
-                found.append(f"{beyond} of {len(adc.rois)} images pass the end of the .roi "
-                             f"({files.roi.size} bytes): not served")
+                found.append(f"{beyond} of {adc.n_rois} images pass the end of the .roi "
+                             f"({size} bytes): not served")
     return tuple(found)
 
 

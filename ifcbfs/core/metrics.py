@@ -66,7 +66,14 @@ def _floats(texts: list[str]) -> list[float]:
 def _columns(adc: Adc | None, *indexes: int) -> list[list[float]] | None:
     """The ADC fields at `indexes` as float columns; None when a line is too short to hold them."""
     columns = adc.columns(*indexes) if adc is not None else [[] for _ in indexes]
-    return [_floats(column) for column in columns] if columns is not None else None
+    if columns is None:
+        return None
+    if adc is not None and adc.table is not None:  # a file without '_' (adc._parse_plain)
+        try:
+            return [list(map(float, column)) for column in columns]
+        except ValueError:
+            pass
+    return [_floats(column) for column in columns]
 
 
 def min_gap(bin_id: BinId) -> float:
