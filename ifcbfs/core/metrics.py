@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from itertools import repeat
+from operator import mul, sub
 from datetime import datetime, timezone
 from typing import NamedTuple, Sequence
 
@@ -63,17 +65,33 @@ def _floats(texts: list[str]) -> list[float]:
     return [_float(text) for text in texts]
 
 
-def _columns(adc: Adc | None, *indexes: int) -> list[list[float]] | None:
-    """The ADC fields at `indexes` as float columns; None when a line is too short to hold them."""
-    columns = adc.columns(*indexes) if adc is not None else [[] for _ in indexes]
-    if columns is None:
-        return None
+def _columns(adc: Adc | None, *indexes: int) -> list[list[str]] | None:
+    """The ADC fields at `indexes` as text columns; None when a line is too short to hold them."""
+    return adc.columns(*indexes) if adc is not None else [[] for _ in indexes]
+
+
+def _as_floats(adc: Adc | None, column: list[str]) -> list[float]:
+    """A text column of `adc` as floats."""
     if adc is not None and adc.table is not None:  # a file without '_' (adc._parse_plain)
         try:
-            return [list(map(float, column)) for column in columns]
+            return list(map(float, column))
         except ValueError:
             pass
-    return [_floats(column) for column in columns]
+    return _floats(column)
+
+
+class _FloatsWhereRead(Sequence):
+    """A text column read as floats only where it is read, each as `_float` reads it (the v2
+    estimate reads its times at the first 50 lines and the last one)."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, at):
+        return _floats(self.texts[at]) if isinstance(at, slice) else _float(self.texts[at])
 
 
 def min_gap(bin_id: BinId) -> float:
@@ -103,7 +121,7 @@ def adc_times_v1(triggers: Sequence[int], opens: Sequence[float], grabs: Sequenc
 def _step(diffs: Sequence[float]) -> float:
     """The most common of `diffs` rounded to 4 decimals, the smallest of a tie; NaN when there is
     none. Rounded as numpy rounds: scaled by 10^4, to the nearest integer (half to even)."""
-    counts = Counter(map(round, filter(math.isfinite, [d * 10000.0 for d in diffs])))
+    counts = Counter(map(round, filter(math.isfinite, map(mul, diffs, repeat(10000.0)))))
     if not counts:
         return NAN
     top = max(counts.values())
@@ -121,10 +139,12 @@ def _median(values: Sequence[float]) -> float:
 def adc_times_v2(adc_time: Sequence[float], run_time: Sequence[float], inhibit: Sequence[float]) -> Times | None:
     """The D-style ADC estimate (ifcb-analysis IFCB_volume_analyzed_fromADC, Nov 2022)."""
     n = len(inhibit)
-    if n < 2 or all(v == 0 for v in inhibit):
+    if n < 2 or not any(inhibit):  # (all zero; NaN is not)
         return None
-    good = [0] + [i for i in range(1, n) if inhibit[i] > 0 and -0.1 < inhibit[i] - inhibit[i - 1] < 5]
-    diffs = [inhibit[j] - inhibit[i] for i, j in zip(good, good[1:])]
+    rises = map(sub, inhibit[1:], inhibit[:-1])  # inhibit[i] - inhibit[i - 1], from i = 1
+    good = [0] + [i for i, v, rise in zip(range(1, n), inhibit[1:], rises) if v > 0 and -0.1 < rise < 5]
+    at = inhibit.__getitem__
+    diffs = list(map(sub, map(at, good[1:]), map(at, good[:-1])))  # (columns: a bin has thousands)
     step = _step(diffs)
     run_offset = inhibit_offset = 0.0
     if run_time[1] - adc_time[1] > 10:  # the clocks carry an offset
@@ -209,11 +229,15 @@ def bin_metrics(bin_id: BinId, header: dict, adc: Adc | None, pairs: Sequence[tu
     triggers = list(map(int, adc.columns(0)[0])) if adc is not None else []  # rows have integer triggers
     if bin_id.style == "I":
         columns = _columns(adc, 7, 8)
+        columns = [_as_floats(adc, column) for column in columns] if columns is not None else None
         estimate = adc_times_v1(triggers, *columns, min_gap(bin_id)) if columns else None
         from_header = None
         times, rule = estimate, ("adc" if estimate is not None else None)
     else:
         columns = _columns(adc, 1, 22, 23)
+        if columns is not None:
+            adc_time, run_time, inhibit = columns
+            columns = [_FloatsWhereRead(adc_time), _FloatsWhereRead(run_time), _as_floats(adc, inhibit)]
         estimate = adc_times_v2(*columns) if columns else None
         from_header = header_times(header)
         times, rule = choose(from_header, estimate)
