@@ -455,6 +455,7 @@ def serve(cfg: Config, on_ready, root: DataRoot) -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(signals)
             nursery.start_soon(announce)
+            nursery.start_soon(ops.read_ahead)
             if cfg.poll > 0:
                 nursery.start_soon(fs_ops.watch, ops, cfg.poll)
             await pyfuse3.main()
