@@ -382,13 +382,13 @@ class Namespace:
                     self._models.move_to_end(bin_node.ino)
             return model
         files = bin_node.files
-        model = self._load_model(bin_node.path, files)
+        model = self.bin_model(bin_node.path, files)
         with self._lock:
             if bin_node.files is files and bin_node.model is None:
                 self._keep(bin_node, model)
             return bin_node.model or model
 
-    def _load_model(self, path: str, files: BinFiles) -> Bin:
+    def bin_model(self, path: str, files: BinFiles) -> Bin:
         """A bin's model from the index, or parsed (reads the source: call with no lock held).
         What is wrong with it is logged, once per bin however often it is read."""
         final = settled(files, time.time())
@@ -408,10 +408,6 @@ class Namespace:
         if self.index is not None and model.product_missing is None:  # (installing h5py must show them)
             self.index.put(path, files, model)
         return model
-
-    def bin_model(self, path: str, files: BinFiles) -> Bin:
-        """The model of the bin at `path` with these files, with no node (the views' crawler)."""
-        return self._load_model(path, files)
 
     def _said_products(self, path: str, model: Bin) -> None:
         """Log what the bin's products lack: once per bin, and a missing package once in all."""
