@@ -45,12 +45,20 @@ class Refresh:
             bins = list(self._models.values()) if everything else list(self._live)
             now = time.time()
             for node in bins:
-                files = self.source.stat_bin(node.files)
+                try:
+                    files = self.source.stat_bin(node.files)
+                except SourceUnreadable:
+                    continue  # the source did not answer (an object store's outage): next poll
                 if files == node.files:
                     model = node.model
                     if model is not None and not model.settled and settled(files, now):
-                        with self._lock:  # loaded while growing, now settled: load it as final
+                        try:  # loaded while growing, now settled: load it as final, first
+                            final = self.bin_model(node.path, files)
+                        except FsError:
+                            continue  # keep serving what was listed; try again at the next poll
+                        with self._lock:
                             replaced.append((node, self._replace_files(node, files, changes)))
+                            self._keep(node, final)
                     elif now - files.mtime_ns / 1e9 >= LIVE_SECONDS:
                         self._live.discard(node)
                 elif any((files.hdr, files.adc, files.roi)):  # (a bin that is gone goes with its folder)
