@@ -58,10 +58,12 @@ class Options:
 
     @property
     def signature(self) -> str:
-        """The options that shape what a bin folder holds (an index is valid for these only)."""
+        """The options that shape what the tree holds (an index and its catalog are valid for
+        these only: the layout decides the paths the catalog keeps)."""
         views = (f",mosaic={self.mosaic}" if self.mosaic else "") + (",zip" if self.zip else "")
         products = "".join(f",products={name}={path}" for name, path in self.products)
-        return f"stitch={self.stitch}{views}{products}{',blobs' if self.blobs and self.products else ''}"
+        return (f"layout={self.layout},stitch={self.stitch}{views}{products}"
+                f"{',blobs' if self.blobs and self.products else ''}")
 
 
 class Rows(NamedTuple):
