@@ -11,7 +11,6 @@ The small public API of the parsing core::
 """
 from __future__ import annotations
 
-import io
 import time
 from typing import Iterator
 

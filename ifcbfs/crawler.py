@@ -87,8 +87,11 @@ class Crawler:
         self._wake.set()
 
     def stop(self) -> None:
+        """Stop, and wait (a while) for a pass under way to end: the catalog closes next."""
         self._stop.set()
         self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
 
     def status(self) -> str:
         """How far indexing has got, for the status line."""

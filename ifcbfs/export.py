@@ -14,7 +14,6 @@ import os
 import signal
 import stat
 import sys
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
 

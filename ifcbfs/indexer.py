@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 
 from .core.source import root_problem
@@ -103,6 +102,7 @@ def build(ns: Namespace, index: Index, stream=None, crawler: Crawler | None = No
             errors += 1
         bar.show(done, f"{done}/{len(bins)} bins, {done / bar.elapsed():.0f} bins/s")
     bar.clear()
+    parsed = ns.parses  # (the views' pass below reads some bins again)
     if crawler is not None and crawler.walks_tree:
         index.flush()  # the models just listed are read back, not parsed again
         views = Bar(0, stream)
@@ -111,6 +111,6 @@ def build(ns: Namespace, index: Index, stream=None, crawler: Crawler | None = No
         print(f"indexed {crawler.catalog.bins_count()} bins for the views ({crawler.catalog.members_count()} "
               f"with class labels) in {views.elapsed():.1f} s", file=views.stream)
     index.close()
-    print(f"indexed {len(bins)} bins ({ns.parses} parsed, {len(bins) - ns.parses - errors} already indexed), "
+    print(f"indexed {len(bins)} bins ({parsed} parsed, {len(bins) - parsed - errors} already indexed), "
           f"{errors} errors, in {bar.elapsed():.1f} s: {index.path}", file=bar.stream)
     return 1 if errors else 0

@@ -27,7 +27,7 @@ import statistics          # noqa: E402
 import subprocess          # noqa: E402
 import time                # noqa: E402
 
-from benchlib import (MOUNT_TIMEOUT, Daemon, Series, bin_dirs_of, cached_synth, ceiling_cmd, ifcbfs_cmd,  # noqa: E402
+from benchlib import (MOUNT_TIMEOUT, Daemon, Run, bin_dirs_of, cached_synth, ceiling_cmd, ifcbfs_cmd,  # noqa: E402
                       environment, fake_manifest, first_hdr_read, fmt, get_decodes, load_pixels, log,
                       manifest_of, per_file_ms, read_bins, split_even, stat_walk, stop_all, timed,
                       walk_read, write_synth)
@@ -98,23 +98,14 @@ def export_pass(images, dest: str) -> float:
 
 
 
-class Bench:
+class Bench(Run):
     def __init__(self, args):
-        self.args = args
-        self.work = os.path.join(args.workdir, f"run-{os.getpid()}")
-        self.logs = os.path.join(self.work, "logs")
-        os.makedirs(self.logs, exist_ok=True)
-        self.n_mounts = 0
-        self.s: dict[str, Series] = {}
-        self.checks: list[str] = []      # sanity problems found while measuring
+        super().__init__(args)
         self.info: dict = {}
         self.pool = None
         self.server = None  # --s3: the SeaweedFS server
 
     # -- bookkeeping
-    def rec(self, key: str, value, unit: str) -> None:
-        self.s.setdefault(key, Series(unit)).add(value)
-
     def med(self, key: str):
         return self.s[key].median if key in self.s else None
 
@@ -258,7 +249,6 @@ class Bench:
             json.dump(manifest, f)
 
         self.plan(manifest)
-        k = a.readers
         for p in range(a.passes):
             log(f"pass {p + 1}/{a.passes}")
             if not a.ceiling_only:

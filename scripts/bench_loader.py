@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import (REPO, Daemon, Series, cached_synth, ceiling_cmd, environment, fmt, ifcbfs_cmd,
+from benchlib import (REPO, Daemon, Run, cached_synth, ceiling_cmd, environment, fmt, ifcbfs_cmd,
                       log, manifest_of, read_stats, stop_all, timed)
 
 
@@ -65,15 +65,9 @@ def ls_lr(root: str) -> float:
     return time.perf_counter() - t
 
 
-class Loader:
+class Loader(Run):
     def __init__(self, args):
-        self.args = args
-        self.work = os.path.join(args.workdir, f"run-{os.getpid()}")
-        self.logs = os.path.join(self.work, "logs")
-        os.makedirs(self.logs, exist_ok=True)
-        self.s: dict[str, Series] = {}
-        self.checks: list[str] = []
-        self.n_mounts = 0
+        super().__init__(args)
         self.pool = None
         self.can_drop = True
 
@@ -84,9 +78,6 @@ class Loader:
             self.pool.join()
         if not self.args.keep:
             shutil.rmtree(self.work, ignore_errors=True)
-
-    def rec(self, key, value, unit):
-        self.s.setdefault(key, Series(unit)).add(value)
 
     def daemon(self, kind: str) -> Daemon:
         self.n_mounts += 1

@@ -18,7 +18,7 @@ import os
 import statistics
 import time
 
-from benchlib import (FIXED_MTIME, Daemon, Series, ceiling_cmd, environment, fmt,
+from benchlib import (FIXED_MTIME, Daemon, Run, ceiling_cmd, environment, fmt,
                       ifcbfs_cmd, log, read_stats, stop_all, timed)
 
 SCALE_TIMEOUT = 900.0  # the ceiling builds a million attribute objects before it mounts
@@ -89,23 +89,14 @@ def walk(root: str, mark: int, on_mark) -> int:
     return n
 
 
-class Scale:
+class Scale(Run):
     def __init__(self, args):
-        self.args = args
-        self.work = os.path.join(args.workdir, f"run-{os.getpid()}")
-        self.logs = os.path.join(self.work, "logs")
-        os.makedirs(self.logs, exist_ok=True)
-        self.s: dict[str, Series] = {}
-        self.checks: list[str] = []
-        self.n_mounts = 0
+        super().__init__(args)
 
     def close(self) -> None:
         stop_all()
         if not self.args.keep:
             _remove(self.work)
-
-    def rec(self, key, value, unit):
-        self.s.setdefault(key, Series(unit)).add(value)
 
     def daemon(self, kind: str, cmd: list[str], mnt: str) -> Daemon:
         self.n_mounts += 1

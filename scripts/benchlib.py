@@ -368,6 +368,22 @@ def ceiling_cmd(manifest: str, mnt: str, *extra: str) -> list[str]:
     return [sys.executable, CEILING, manifest, mnt, *extra]
 
 
+class Run:
+    """One benchmark run: its options, its work folder and logs, and the series it measures."""
+
+    def __init__(self, args):
+        self.args = args
+        self.work = os.path.join(args.workdir, f"run-{os.getpid()}")
+        self.logs = os.path.join(self.work, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        self.s: dict[str, Series] = {}
+        self.checks: list[str] = []  # sanity problems found while measuring
+        self.n_mounts = 0
+
+    def rec(self, key: str, value, unit: str) -> None:
+        self.s.setdefault(key, Series(unit)).add(value)
+
+
 @dataclass
 class Series:
     unit: str

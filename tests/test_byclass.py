@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import os
 import shutil
 import subprocess
@@ -21,12 +20,12 @@ from ifcbfs import indexer
 from ifcbfs.core import beside
 from ifcbfs.core.source import DataRoot
 from ifcbfs.crawler import Crawler, attach
-from ifcbfs.fs.namespace import LINK, ROOT_INO, VDIR, Namespace, Options
+from ifcbfs.fs.namespace import LINK, ROOT_INO, Namespace, Options
 from ifcbfs.fs.views import BINS_COLUMNS
-from ifcbfs.index import Index, default_path
+from ifcbfs.index import Index
 from ifcbfs.synth import write_bin, write_dataset
 from mounting import mounted
-from productfiles import (LABELS, bins_of, classified, counts, needs_h5py, needs_scipy, set_mtime,
+from productfiles import (bins_of, classified, counts, needs_h5py, needs_scipy, set_mtime,
                           write_manual_csv, write_manual_mat)
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")

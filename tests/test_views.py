@@ -218,7 +218,7 @@ def test_the_same_bytes_and_inodes_from_a_fresh_tree_and_from_the_index(synth, t
     index = Index(str(tmp_path / "index.sqlite"), VIEWS.signature)
     warm = Namespace(DataRoot(str(synth)), VIEWS, index)
     assert views_of(warm) == first and warm.parses == 0 and index.hits == 5
-    assert Options(mosaic=Mosaic(), zip=True).signature == "stitch=on,mosaic=800x600@33,zip"
+    assert Options(mosaic=Mosaic(), zip=True).signature == "layout=mirror,stitch=on,mosaic=800x600@33,zip"
     assert len({VIEWS.signature, Options().signature, Options(zip=True).signature}) == 3
 
 

@@ -28,7 +28,6 @@ from .products import (BLOBS, BLOBS_FOLDER, CLASS_H5, CLASS_KINDS, CLASS_MAT, CL
                        FEATURES, MANUAL_CSV, MANUAL_MAT, MULTIBLOB, features_problem)
 from .source import ProductFile
 
-SHOWN_NAMES = (BLOBS_FOLDER, CLASS_SCORES_CSV, CLASSES_CSV)  # (used by core.bin)
 MANUAL = "manual"  # the classifier that manual annotations make (SPEC section 12)
 _NEEDS = {CLASS_H5: "h5py", CLASS_MAT: "scipy", MANUAL_MAT: "scipy"}
 _WHAT = {CLASS_H5: "class scores .h5", CLASS_MAT: "class scores .mat", MANUAL_MAT: "manual .mat"}

@@ -235,7 +235,7 @@ class Bin:
         if found.class_sizes is not None:
             for code, name, size in zip((CODE_CLASS_SCORES, CODE_CLASSES), (beside.CLASS_SCORES_CSV, beside.CLASSES_CSV),
                                         found.class_sizes):
-                entries.append(Entry(name, size, None, code))
+                entries.append(Entry(name, size, None, code, not self.settled))  # rows follow the ADC
                 self.mtimes[code] = max(found.class_mtime, raw)
         self.blobs = found.blobs
         for target, member in found.blobs.items():

@@ -35,12 +35,6 @@ class ByteCache:
                 _, dropped = self._items.popitem(last=False)
                 self.used -= len(dropped)
 
-    def discard(self, key: Hashable) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.used -= len(old)
-
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -14,7 +14,6 @@ are kept like folders: while the kernel holds them or their folder is loaded.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -22,137 +21,24 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
 from itertools import repeat
 from operator import or_
-from typing import NamedTuple, Sequence
 
 from ..core.bin import Bin, Entry
 from ..core.errors import BinError
-from ..core.mosaic import Mosaic
 from ..core.settle import settled
 from ..core.source import BinFiles, DataRoot, SourceUnreadable
 from ..service import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
+from .nodes import (BIN, CODE_BITS, CODE_MASK, DIR, FILE, INLINE_LIMIT, KEPT, LINK, LISTINGS_KEPT, LIVE_SECONDS,
+                    ROOT_INO, SUB, VDIR, VFILE, _VIEW_KINDS, FsError, Node, Options, Rows, inode_of)
+from .nodes import BLOCK_SIZE, STATS_INO, STATS_NAME, SWEEP_SECONDS  # noqa: F401 (the tree's names, for its users)
+from .refresh import Refresh, stamp_of_all
 
 log = logging.getLogger("ifcbfs")
 
-ROOT_INO = 1
-STATS_NAME = ".ifcbfs-stats"  # in the root, found by name only (never listed): the daemon's counters
-STATS_INO = ROOT_INO + 1  # no folder, bin or file has it (their inodes are a bin's plus a code)
-CODE_BITS = 24  # the low bits of an inode: which file of a bin (0: the bin folder itself)
-CODE_MASK = (1 << CODE_BITS) - 1
-DIR, BIN, SUB, FILE = "dir", "bin", "sub", "file"
-VDIR, VFILE, LINK = "vdir", "vfile", "link"  # a view's folders, files and symbolic links
-KEPT = frozenset({DIR, BIN, VDIR, VFILE, LINK})  # kinds kept as nodes (the rest made on demand)
-_VIEW_KINDS = {"dir": VDIR, "file": VFILE, "link": LINK}
-BLOCK_SIZE = 1 << 17  # st_blksize: most images fit one read
-INLINE_LIMIT = 1 << 16  # images smaller than this are produced on the event loop (see is_cheap)
-LIVE_SECONDS = 3600  # a bin whose files changed this recently is re-checked at every refresh
-SWEEP_SECONDS = 600  # a folder without a change stamp (object store) is re-listed at least this often
-LISTINGS_KEPT = 8  # bin folder listings kept for readdir, which asks for them in slices
 
-
-class FsError(Exception):
-    """An errno for the FUSE boundary, with the message to log."""
-
-    def __init__(self, code: int, message: str = ""):
-        super().__init__(message or os.strerror(code))
-        self.errno = code
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    layout: str = "mirror"
-    uid: int = 0
-    gid: int = 0
-    cache_size: int = 256 << 20
-    bin_cache: int = 64 << 20  # bytes of loaded bin models kept (an estimate; see Bin.footprint)
-    umask: int = 0o022  # permission bits taken away: files 0644 and folders 0755, as an export writes them
-    stitch: str = "on"  # one of core.bin.STITCH_MODES
-    mosaic: Mosaic | None = None  # the page shape of mosaic/ in each bin folder; None: no mosaic
-    zip: bool = False  # {bin}.zip in each bin folder
-    products: tuple[tuple[str, str], ...] = ()  # product roots: (name, folder), in option order
-    blobs: bool = False  # blobs/ in bin folders with a blobs zip
-    classes: bool = False  # the by-class/ view
-    bins_csv: bool = False  # the bins.csv view
-
-    @property
-    def signature(self) -> str:
-        """The options that shape what a bin folder holds (an index is valid for these only)."""
-        views = (f",mosaic={self.mosaic}" if self.mosaic else "") + (",zip" if self.zip else "")
-        products = "".join(f",products={name}={path}" for name, path in self.products)
-        return f"stitch={self.stitch}{views}{products}{',blobs' if self.blobs and self.products else ''}"
-
-
-class Rows(NamedTuple):
-    """A folder's children for readdir, in name order, as columns. In a bin folder of files only
-    (`bin` set), every row is a file of that bin with its mtime, and `modes`, `mtimes`, `held`
-    are None; elsewhere `held` is the node a reply's reference counts on (see looked_up)."""
-
-    names: list[bytes]
-    inos: Sequence[int]
-    sizes: Sequence[int]
-    modes: Sequence[int] | None
-    mtimes: Sequence[int] | None
-    held: "Sequence[Node] | None"
-    bin: "Node | None"
-
-
-class Node:
-    """One inode. Folders (DIR) and bins (BIN) are kept in the tree; the files (FILE) and
-    sub-folders (SUB) of a bin folder are made on demand from the bin's model."""
-
-    __slots__ = ("ino", "parent", "name", "kind", "path", "size", "mtime_ns", "children",
-                 "source", "files", "model", "entry", "lookups", "listed", "changed", "view", "target", "stamp")
-
-    def __init__(self, ino: int, parent: "Node | None", name: str, kind: str, path: str, mtime_ns: int):
-        self.ino, self.parent, self.name, self.kind, self.path = ino, parent, name, kind, path
-        self.mtime_ns = mtime_ns
-        self.size = 0
-        self.children: dict[str, Node] | None = None  # DIR, VDIR: None until loaded
-        self.source: str | None = None  # DIR: the source folder it mirrors; views: the path in the view
-        self.files: BinFiles | None = None  # BIN: its raw files
-        self.model: Bin | None = None  # BIN: its model while loaded; FILE, SUB: the one listed from
-        self.entry: Entry | None = None  # FILE
-        self.lookups = 0  # DIR, BIN: references the kernel holds to it and (BIN) its files
-        self.listed = False  # BIN: its folder has been read at least once
-        self.changed = 0.0  # DIR: when its listing was read first or last changed (monotonic)
-        self.view = None  # VDIR, VFILE, LINK: the view it belongs to
-        self.target = ""  # LINK: where it points
-        self.stamp = 0  # VDIR: the view's stamp when it was listed
-
-    @property
-    def is_dir(self) -> bool:
-        return self.kind in (DIR, BIN, SUB, VDIR)
-
-    @property
-    def mode(self) -> int:
-        """Type and permissions before the mount's umask (writes fail with EROFS all the same)."""
-        if self.kind == LINK:
-            return stat.S_IFLNK | 0o777
-        return stat.S_IFDIR | 0o777 if self.is_dir else stat.S_IFREG | 0o666
-
-    @property
-    def blocks(self) -> int:
-        return -(-self.size // 512)
-
-    @property
-    def bin(self) -> "Node | None":
-        """The bin node this node is or belongs to."""
-        node = self
-        while node is not None and node.kind != BIN:
-            node = node.parent if node.kind != DIR else None
-        return node
-
-
-def inode_of(path: str) -> int:
-    """A stable inode number for a folder or bin path in the tree (low CODE_BITS clear)."""
-    digest = hashlib.blake2b(path.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return (int.from_bytes(digest, "little") & (2**63 - 1) & ~CODE_MASK) or (1 << CODE_BITS)
-
-
-class Namespace:
+class Namespace(Refresh):
     """The tree over one data root."""
 
     def __init__(self, root: DataRoot, options: Options = Options(), index=None, views=()):
@@ -402,7 +288,7 @@ class Namespace:
 
     def _load_now(self, bin_node: Node) -> Bin:
         files = bin_node.files
-        model = self._load_model(bin_node.path, files)
+        model = self.bin_model(bin_node.path, files)
         with self._lock:
             if bin_node.files is files and bin_node.model is None:
                 self._keep(bin_node, model)
@@ -424,7 +310,7 @@ class Namespace:
     def _order_of(self, node: Node, version) -> dict[int, int]:
         return {child.ino: at for at, child in enumerate(self.listing(node.ino))}
 
-    def _load_model(self, path: str, files: BinFiles) -> Bin:
+    def bin_model(self, path: str, files: BinFiles) -> Bin:
         """A bin's model from the index, or parsed (reads the source: call with no lock held).
         What is wrong with it is logged, once per bin however often it is read."""
         final = settled(files, time.time())
@@ -444,10 +330,6 @@ class Namespace:
         if self.index is not None and model.product_missing is None:  # (installing h5py must show them)
             self.index.put(path, files, model)
         return model
-
-    def bin_model(self, path: str, files: BinFiles) -> Bin:
-        """The model of the bin at `path` with these files, with no node (the views' crawler)."""
-        return self._load_model(path, files)
 
     def _said_products(self, path: str, model: Bin) -> None:
         """Log what the bin's products lack: once per bin, and a missing package once in all."""
@@ -547,7 +429,7 @@ class Namespace:
                 stamps.append((folder.path, folder.mtime_ns))
                 found.extend(folder.bins.items())
             self._flat_folders = [path for path, _ in stamps]
-            return _stamp_of_all(stamps), {}, found
+            return stamp_of_all(stamps), {}, found
         known = frozenset(name for name, child in (node.children or {}).items() if child.kind == DIR)
         folder = self.source.scan(node.source, known)
         subs = {name: self.source.stamp(f"{node.source}/{name}" if node.source else name) for name in folder.folders}
@@ -569,7 +451,7 @@ class Namespace:
     def _stamp_of(self, node: Node) -> int:
         """The folder's change stamp now (the flat root's covers every source folder)."""
         if node is self.root and self.options.layout == "flat":
-            return _stamp_of_all([(f, self.source.stamp(f)) for f in self._flat_folders])
+            return stamp_of_all([(f, self.source.stamp(f)) for f in self._flat_folders])
         return self.source.stamp(node.source)
 
     def _set_stamp(self, node: Node, stamp: int) -> None:
@@ -678,178 +560,6 @@ class Namespace:
         indexed = f", {self.index.records} in the index" if self.index is not None else ""
         return f"{self.bins_listed} bins listed, {self.bins_loaded} loaded{indexed}"
 
-    # --- noticing change in the source ------------------------------------------------
-    def refresh(self, everything: bool = False) -> list[tuple]:
-        """Re-check what can change: loaded folders (by their stamp) and bins whose files changed
-        within LIVE_SECONDS (`everything`: every loaded bin too). Apply what changed. The source
-        is read outside the tree's lock; only publishing takes it.
-
-        Returns what the kernel must forget: ("inode", ino) and ("entry", parent_ino, name).
-        """
-        with self._refreshing:
-            changes: list[tuple] = []
-            replaced: list[tuple[Node, Bin | None]] = []
-            self._refresh_products(changes, replaced)
-            folders = [n for n in list(self.nodes.values()) if n.kind == DIR and n.children is not None]
-            clock = time.monotonic()
-            sweep = everything or clock - self._swept >= SWEEP_SECONDS
-            if sweep:
-                self._swept = clock
-            for node in folders:
-                if self.nodes.get(node.ino) is node:  # (not dropped earlier in this pass)
-                    self._refresh_dir(node, changes, replaced, sweep or self._frontier(node, clock))
-            self._refresh_views(changes)
-            bins = list(self._models.values()) if everything else list(self._live)
-            now = time.time()
-            for node in bins:
-                files = self.source.stat_bin(node.files)
-                if files == node.files:
-                    model = node.model
-                    if model is not None and not model.settled and settled(files, now):
-                        with self._lock:  # loaded while growing, now settled: load it as final
-                            replaced.append((node, self._replace_files(node, files, changes)))
-                    elif now - files.mtime_ns / 1e9 >= LIVE_SECONDS:
-                        self._live.discard(node)
-                elif any((files.hdr, files.adc, files.roi)):  # (a bin that is gone goes with its folder)
-                    with self._lock:
-                        replaced.append((node, self._replace_files(node, files, changes)))
-            for node, old in replaced:
-                self._changed_entries(node, old, changes)
-            return changes
-
-    def _frontier(self, node: Node, clock: float) -> bool:
-        """Whether a folder whose source gives no change stamp is re-listed at this poll: when it
-        changed within LIVE_SECONDS, or it is the root, or the last of its parent's folders in
-        name order (where a chronological archive grows: the newest year, day). The flat root
-        stands for the whole source, so it waits for the sweep."""
-        if node is self.root and self.options.layout == "flat":
-            return False
-        if node.parent is None or clock - node.changed < LIVE_SECONDS:
-            return True
-        siblings = [name for name, child in (node.parent.children or {}).items() if child.kind == DIR]
-        return bool(siblings) and siblings[-1] == node.name
-
-    def _refresh_dir(self, node: Node, changes: list, replaced: list, unstamped: bool = True) -> None:
-        """Re-read a folder if its stamp moved (or, where the source has no stamps, if
-        `unstamped`) and apply what changed."""
-        stamp = self._flat_stamp if node is self.root and self.options.layout == "flat" else node.mtime_ns
-        try:
-            now = self._stamp_of(node)
-            if (now and now == stamp) or (not now and not unstamped):
-                return
-            _, folders, found = self._read_dir(node)
-        except SourceUnreadable as err:
-            if err.errno == errno.EIO:
-                return  # the source did not answer (an object store's outage): try again later
-            now, folders, found = 0, {}, []
-        tops = self._tops() if node is self.root else ()
-        with self._lock:
-            old = node.children or {}
-            fresh = self._publish_dir(node, folders, found, tops)
-            self._set_stamp(node, now)
-            for name, files in found:  # a re-read folder is how a settled bin is seen to change
-                child = fresh.get(name)
-                if child is not None and child is old.get(name) and child.files != files and child.files.folder == files.folder:
-                    replaced.append((child, self._replace_files(child, files, changes)))
-            if list(fresh) == list(old) and all(fresh[k] is old[k] for k in fresh):
-                return
-            for name, child in old.items():
-                if fresh.get(name) is not child:
-                    self._drop(child)
-                    changes.append(("entry", node.ino, name))
-            node.children = fresh  # published whole: readers never see it half built
-            node.changed = time.monotonic()
-            changes.append(("inode", node.ino))
-
-    def _refresh_products(self, changes: list, replaced: list) -> None:
-        """When the product index changed: point bins whose product files differ at them."""
-        finder = self.source.products
-        if finder is None or finder.version == self._products_version:
-            return
-        self._products_version = finder.version
-        bins = [n for n in list(self.nodes.values()) if n.kind == BIN and n.files is not None]
-        found = finder.find([str(n.files.bin_id) for n in bins])
-        for node in bins:
-            fresh = found.get(str(node.files.bin_id), ())
-            if fresh != node.files.products:
-                with self._lock:
-                    replaced.append((node, self._replace_files(node, replace(node.files, products=fresh), changes)))
-
-    def _refresh_views(self, changes: list) -> None:
-        """Re-check the views: what the root shows of them, and their loaded folders."""
-        if not self.views:
-            return
-        tops = self._tops()
-        root = self.root
-        if root.children is not None and tops != self._view_tops:
-            with self._lock:
-                old = root.children
-                fresh = {name: n for name, n in old.items() if n.view is None}
-                self._with_views(fresh, tops)
-                fresh = dict(sorted(fresh.items()))
-                for name, child in old.items():
-                    if fresh.get(name) is not child:
-                        self._drop(child)
-                        changes.append(("entry", root.ino, name))
-                changes.extend(("inode", n.ino) for n in fresh.values() if n.view is not None)
-                root.children = fresh
-                changes.append(("inode", root.ino))
-        for node in [n for n in list(self.nodes.values()) if n.kind == VDIR and n.children is not None]:
-            if node.view.stamp() == node.stamp:
-                continue
-            stamp, items = self._view_items(node)
-            with self._lock:
-                if node.children is None or self.nodes.get(node.ino) is not node:
-                    continue
-                old, fresh = node.children, {}
-                for item in sorted(items, key=lambda i: i.name):
-                    child, changed = self._view_node(node, node.view, item)
-                    fresh[item.name] = child
-                    if changed:
-                        changes.append(("inode", child.ino))
-                for name, child in old.items():
-                    if fresh.get(name) is not child:
-                        self._drop(child)
-                        changes.append(("entry", node.ino, name))
-                node.children, node.stamp = fresh, stamp
-                if list(fresh) != list(old):
-                    changes.append(("inode", node.ino))
-
-    def _replace_files(self, node: Node, files: BinFiles, changes: list) -> Bin | None:
-        """Point a bin at its files as they are now; returns the model it had (under the lock)."""
-        old = node.model
-        node.files, node.mtime_ns = files, files.mtime_ns
-        self._unload(node)
-        self._live.add(node)
-        self._listings.pop(node.ino, None)
-        self._rows.pop(node.ino, None)
-        changes.append(("inode", node.ino))
-        return old
-
-    def _changed_entries(self, node: Node, old: Bin | None, changes: list) -> None:
-        """After a bin changed: the kernel forgets its files' attributes and the names now gone.
-        A bin that had left memory had its model evicted, not forgotten by the kernel: its files'
-        codes are stable, so the new model's say which inodes the kernel may still hold."""
-        try:
-            new = self.model(node)
-            names = {e.name for e in new.entries}
-        except FsError:
-            new, names = None, set()
-        if old is None:
-            changes.extend(("inode", node.ino | e.code) for e in (new.entries if new else ()))
-            return
-        folders = {name.rpartition("/")[0] for name in names}
-        gone_folders = set()
-        for entry in old.entries:
-            changes.append(("inode", node.ino | entry.code))
-            if entry.name not in names:
-                head, slash, tail = entry.name.rpartition("/")
-                parent = node.ino | old.folder_code(head) if slash else node.ino
-                changes.append(("entry", parent, tail))
-                if slash and head not in folders and head not in gone_folders:
-                    gone_folders.add(head)
-                    changes.append(("entry", node.ino, head))
-
     def _drop(self, node: Node) -> None:
         """Take a folder or bin (and everything below it) out of the tree."""
         if self.nodes.get(node.ino) is node:  # (not a new node of another kind at its name)
@@ -885,11 +595,3 @@ class Namespace:
     def drop_caches(self) -> None:
         """Forget decoded content (SIGHUP); the tree is re-checked by `refresh`."""
         self.cache.clear()
-
-
-def _stamp_of_all(stamps: list[tuple[str, int]]) -> int:
-    """One stamp for many folders: 0 (cannot tell) if any of them has none."""
-    if not stamps or not all(stamp for _, stamp in stamps):
-        return 0
-    digest = hashlib.blake2b(repr(stamps).encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") | 1
