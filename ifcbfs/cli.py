@@ -74,6 +74,7 @@ or an object store's s3://BUCKET[/PREFIX] (credentials from the standard AWS cha
      ro                   accepted: ifcbfs is always read-only (rw is refused)
 Unmount with: fusermount3 -u MOUNTPOINT
 """
+SWITCH_INTERVAL = 0.0005  # s: a request waits at most this for the GIL behind a worker thread's parse
 _IGNORED = {"ro", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime",
             "relatime", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail",
             "defaults", "async", "sync"}
@@ -410,6 +411,7 @@ def serve(cfg: Config, on_ready, root: DataRoot) -> int:
     from .fs import ops as fs_ops
 
     service.one_malloc_arena()
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
     index = open_index(cfg)
     catalog, views = attach(root, cfg.options, index, (cfg.mountpoint,))
@@ -455,6 +457,7 @@ def serve(cfg: Config, on_ready, root: DataRoot) -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(signals)
             nursery.start_soon(announce)
+            nursery.start_soon(ops.read_ahead)
             if cfg.poll > 0:
                 nursery.start_soon(fs_ops.watch, ops, cfg.poll)
             await pyfuse3.main()

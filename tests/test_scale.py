@@ -176,3 +176,34 @@ def test_without_folder_stamps_a_poll_re_lists_only_where_the_archive_grows(tmp_
     ns._swept -= ns_mod.SWEEP_SECONDS
     ns.refresh()
     assert {"2024/D20240601", "2024/D20240602", "2024/D20240603"} <= set(source.listed)
+
+
+def test_a_bin_being_loaded_is_waited_for_not_loaded_twice(tmp_path, monkeypatch):
+    import threading
+
+    import ifcbfs.fs.namespace as namespace
+
+    write_dataset(tmp_path, n_bins=3, n_triggers=40, seed=6, layout="flat", mtime=OLD)
+    ns = Namespace(DataRoot(str(tmp_path)))
+    first, second, third = bins_of(ns)
+    assert ns.bins_after(first, 1) == [second] and ns.bins_after(second, 5) == [third]
+    load, started, go = namespace.Bin.load, threading.Event(), threading.Event()
+
+    def held_load(*args, **kwargs):
+        started.set()
+        go.wait()  # another thread asks for the bin meanwhile
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(namespace.Bin, "load", staticmethod(held_load))
+    got = []
+    ahead = threading.Thread(target=lambda: got.append(ns.model(second)))
+    ahead.start()
+    started.wait()
+    assert ns.bins_after(first, 1) == []  # being loaded: not asked for again
+    asker = threading.Thread(target=lambda: got.append(ns.model(second)))
+    asker.start()
+    go.set()
+    ahead.join()
+    asker.join()
+    assert ns.parses == 1 and got == [second.model] * 2
+    assert ns.bins_after(first, 2) == [third]

@@ -64,6 +64,8 @@ class Namespace(Refresh):
         self._models_size = 0
         self._listings: OrderedDict[int, tuple] = OrderedDict()  # ino -> (model, nodes)
         self._rows: OrderedDict[int, tuple] = OrderedDict()  # ino -> (model, rows for readdir)
+        self._orders: OrderedDict[int, tuple] = OrderedDict()  # folder ino -> (children, {ino: position})
+        self._loading: dict[Node, threading.Event] = {}  # bins a thread is loading now
         self.file_mode = (stat.S_IFREG | 0o666) & ~options.umask  # the st_mode of every file of a bin
         self._live: set[Node] = set()  # bins re-checked at every refresh
         self._flat_folders: list[str] = []  # flat layout: the source folders its root was read from
@@ -252,6 +254,7 @@ class Namespace(Refresh):
                 held.children = None
                 self._listings.pop(held.ino, None)
                 self._rows.pop(held.ino, None)
+                self._orders.pop(held.ino, None)
                 held = held.parent
 
     def _held_below(self, node: Node) -> bool:
@@ -260,19 +263,52 @@ class Namespace(Refresh):
 
     # --- loading --------------------------------------------------------------------
     def model(self, bin_node: Node) -> Bin:
-        """The bin's model: kept, from the index, or parsed now (outside the tree's lock)."""
+        """The bin's model: kept, from the index, or parsed now (outside the tree's lock). A
+        bin being loaded by another thread (a read-ahead) is waited for, not loaded twice."""
         model = bin_node.model
         if model is not None:
             with self._lock:
                 if bin_node.ino in self._models:
                     self._models.move_to_end(bin_node.ino)
             return model
+        with self._lock:
+            loading = self._loading.get(bin_node)
+            if loading is None:
+                self._loading[bin_node] = threading.Event()
+        if loading is not None:
+            loading.wait()
+            if bin_node.model is not None:
+                return bin_node.model
+            return self._load_now(bin_node)  # (it failed there, or changed since: load it here)
+        try:
+            return self._load_now(bin_node)
+        finally:
+            with self._lock:
+                self._loading.pop(bin_node).set()
+
+    def _load_now(self, bin_node: Node) -> Bin:
         files = bin_node.files
         model = self.bin_model(bin_node.path, files)
         with self._lock:
             if bin_node.files is files and bin_node.model is None:
                 self._keep(bin_node, model)
             return bin_node.model or model
+
+    def bins_after(self, bin_node: Node, count: int) -> list[Node]:
+        """Up to `count` bins after `bin_node` in its folder, in name order, that are neither in
+        memory nor being loaded: what a walk of the folder asks for next (for read-ahead)."""
+        parent = bin_node.parent
+        if parent is None or parent.children is None:
+            return []
+        order = self._per_version(parent.ino, self._orders, self._order_of)
+        at = order.get(bin_node.ino)
+        if at is None:
+            return []
+        nodes = self.listing(parent.ino)
+        return [n for n in nodes[at + 1:at + 1 + count] if n.kind == BIN and n.model is None and n not in self._loading]
+
+    def _order_of(self, node: Node, version) -> dict[int, int]:
+        return {child.ino: at for at, child in enumerate(self.listing(node.ino))}
 
     def bin_model(self, path: str, files: BinFiles) -> Bin:
         """A bin's model from the index, or parsed (reads the source: call with no lock held).

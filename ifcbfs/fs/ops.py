@@ -10,13 +10,14 @@ import pyfuse3
 import trio
 
 from ..service import log_bad_bin, trim_memory
-from .namespace import BLOCK_SIZE, CODE_MASK, FILE, ROOT_INO, STATS_INO, STATS_NAME, FsError, Namespace, Node
+from .namespace import BIN, BLOCK_SIZE, CODE_MASK, FILE, ROOT_INO, STATS_INO, STATS_NAME, FsError, Namespace, Node
 
 log = logging.getLogger("ifcbfs")
 TIMEOUT = 3600.0  # entry/attr cache time: the watcher invalidates what changes
 STATS = os.fsencode(STATS_NAME)
 OPENED_LIMIT = 100_000
 TRIM_EVERY = 4  # bins parsed between two trims of the C heap (each ~0.3 ms; a parse ~10 ms)
+READ_AHEAD = 1  # bins of a folder loaded ahead of a walk, while it looks at the one it opened
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 
@@ -69,6 +70,7 @@ class Operations(pyfuse3.Operations):
         # reads; stats file handles: the counters when it was opened
         self._handles = 1 << 63  # their fh numbers, above every inode number
         self._trimmed = 0  # ns.parses at the last trim of the C heap
+        self._ahead_in, self._ahead_out = trio.open_memory_channel(16)  # bins to load ahead (see read_ahead)
 
     def _node_of(self, args) -> Node | None:
         """The folder or bin a request is about (a file's bin), without loading anything."""
@@ -132,7 +134,7 @@ class Operations(pyfuse3.Operations):
             return question(ino, *args)
         return await trio.to_thread.run_sync(self._load, question, ino, *args, limiter=self.limiter)
 
-    def _load(self, question, ino: int, *args):
+    def _load(self, question, ino, *args):
         """question(ino, ...) in a worker thread. Every few bins parsed, the C heap's free pages go
         back to the system: a long listing would otherwise leave the daemon's memory creeping up."""
         try:
@@ -169,10 +171,28 @@ class Operations(pyfuse3.Operations):
 
     @_guard
     async def opendir(self, inode, ctx):
-        if not (await self._node(inode)).is_dir:
+        node = await self._node(inode)
+        if not node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         await self._ask(self.ns.rows, inode)
+        if node.kind == BIN:  # a walk opens the next bin soon: load it meanwhile
+            for ahead in self.ns.bins_after(node, READ_AHEAD):
+                try:
+                    self._ahead_in.send_nowait(ahead)
+                except trio.WouldBlock:
+                    break
         return inode
+
+    async def read_ahead(self) -> None:
+        """Load the bins opendir queues, one at a time in a worker thread, so that a walk (find,
+        du, rsync, a loader's scan) finds the next bin folder ready while it looks at this one:
+        the parse runs beside the walker instead of in its way. Run it in the daemon's nursery."""
+        async for node in self._ahead_out:
+            if node.model is None:
+                try:
+                    await trio.to_thread.run_sync(self._load, self.ns.model, node, limiter=self.limiter)
+                except Exception:  # the walk itself will ask again, and say what is wrong
+                    pass
 
     @_guard
     async def readdir(self, fh, start_id, token):
