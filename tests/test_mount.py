@@ -88,7 +88,10 @@ def test_attributes_match_bytes_read_and_source(real_mount, ifcb_data):
         assert st.st_size == len(data) and st.st_blocks == -(-len(data) // 512)
         assert st.st_mode & 0o7777 == 0o644 and (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
         assert st.st_mtime_ns == newest
+        assert st.st_blksize == 1 << 17  # cp and Python read most images in one go
     assert bin_dir.stat().st_mode & 0o7777 == 0o755
+    # readdir(3) sizes its buffer by a folder's block size: a bin's 2,000 images in one request
+    assert bin_dir.stat().st_blksize == (mnt / "bins").stat().st_blksize == mnt.stat().st_blksize == 1 << 20
     doc = __import__("json").loads((bin_dir / "hdr.json").read_text())
     assert doc["bin_id"] == "D20220101T221311_IFCB114" and doc["schema"] == "v2" and doc["instrument"] == 114
     assert doc["n_images"] == len(list(bin_dir.glob("*.png")))

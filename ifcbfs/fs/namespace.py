@@ -32,7 +32,8 @@ from ..service import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
 from .nodes import (BIN, CODE_BITS, CODE_MASK, DIR, FILE, INLINE_LIMIT, KEPT, LINK, LISTINGS_KEPT, LIVE_SECONDS,
                     ROOT_INO, SUB, VDIR, VFILE, _VIEW_KINDS, FsError, Node, Options, Rows, inode_of)
-from .nodes import BLOCK_SIZE, STATS_INO, STATS_NAME, SWEEP_SECONDS  # noqa: F401 (the tree's names, for its users)
+from .nodes import (BLOCK_SIZE, FOLDER_BLOCK_SIZE, STATS_INO, STATS_NAME,  # noqa: F401 (the tree's names, for its users)
+                    SWEEP_SECONDS)
 from .refresh import Refresh, stamp_of_all
 
 log = logging.getLogger("ifcbfs")

@@ -25,7 +25,9 @@ DIR, BIN, SUB, FILE = "dir", "bin", "sub", "file"
 VDIR, VFILE, LINK = "vdir", "vfile", "link"  # a view's folders, files and symbolic links
 KEPT = frozenset({DIR, BIN, VDIR, VFILE, LINK})  # kinds kept as nodes (the rest made on demand)
 _VIEW_KINDS = {"dir": VDIR, "file": VFILE, "link": LINK}
-BLOCK_SIZE = 1 << 17  # st_blksize: most images fit one read
+BLOCK_SIZE = 1 << 17  # st_blksize of a file: most images fit one read
+FOLDER_BLOCK_SIZE = 1 << 20  # st_blksize of a folder: readdir(3) sizes its buffer by it (up to 1 MiB),
+# and the kernel its requests by that buffer, so a bin folder of 2,000 images is listed in one request, not three
 INLINE_LIMIT = 1 << 16  # images smaller than this are produced on the event loop (see is_cheap)
 LIVE_SECONDS = 3600  # a bin whose files changed this recently is re-checked at every refresh
 SWEEP_SECONDS = 600  # a folder without a change stamp (object store) is re-listed at least this often

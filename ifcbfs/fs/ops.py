@@ -5,12 +5,14 @@ import errno
 import functools
 import logging
 import os
+from stat import S_ISDIR
 
 import pyfuse3
 import trio
 
 from ..service import log_bad_bin, trim_memory
-from .namespace import BIN, BLOCK_SIZE, CODE_MASK, FILE, ROOT_INO, STATS_INO, STATS_NAME, FsError, Namespace, Node
+from .namespace import (BIN, BLOCK_SIZE, CODE_MASK, FILE, FOLDER_BLOCK_SIZE, ROOT_INO, STATS_INO, STATS_NAME, FsError,
+                        Namespace, Node)
 
 log = logging.getLogger("ifcbfs")
 TIMEOUT = 3600.0  # entry/attr cache time: the watcher invalidates what changes
@@ -111,6 +113,8 @@ class Operations(pyfuse3.Operations):
         attr.st_mode = self.ns.mode(node)
         attr.st_size = node.size
         attr.st_blocks = node.blocks
+        if node.is_dir:
+            attr.st_blksize = FOLDER_BLOCK_SIZE
         attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = node.mtime_ns
         return attr
 
@@ -219,6 +223,7 @@ class Operations(pyfuse3.Operations):
             size = sizes[index]
             attr.st_ino, attr.st_mode, attr.st_size, attr.st_blocks = inos[index], modes[index], size, -(-size // 512)
             attr.st_atime_ns = attr.st_mtime_ns = attr.st_ctime_ns = mtimes[index]
+            attr.st_blksize = FOLDER_BLOCK_SIZE if S_ISDIR(modes[index]) else BLOCK_SIZE
             if not reply(token, names[index], attr, index + 1):
                 break
             held[index].lookups += 1
