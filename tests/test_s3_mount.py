@@ -76,7 +76,7 @@ def test_the_same_tree_bytes_and_inodes_as_on_disk_and_rsync_copies_nothing(moun
 
 def test_a_bin_costs_its_hdr_and_adc_an_image_one_exact_get_a_stitched_one_two(s3, tmp_path):
     index = f"index={tmp_path / 'index.sqlite'}"
-    m = s3_mount(s3, "tree", tmp_path / "counted", "poll=0", index)
+    m = s3_mount(s3, "tree", tmp_path / "counted", "poll=0", "readahead=0", index)  # no GET not asked for
     try:
         folder, stitched = m.path / ONE_BIN, m.path / "bins" / STITCHED / STITCHED
         os.listdir(folder.parent)
@@ -93,7 +93,7 @@ def test_a_bin_costs_its_hdr_and_adc_an_image_one_exact_get_a_stitched_one_two(s
 
         raw = [s3.stage / "tree" / ONE_BIN.rpartition("/")[0] / f"{folder.name}.{ext}" for ext in ("hdr", "adc")]
         assert cost(lambda: os.listdir(folder)) == (2, sum(p.stat().st_size for p in raw))
-        for png in sorted(folder.glob("*.png"))[-1::-7]:  # backwards: no read-ahead
+        for png in sorted(folder.glob("*.png"))[-1::-7]:
             gets, sent = cost(png.read_bytes)
             with Image.open(io.BytesIO(got["data"])) as im:
                 assert (gets, sent) == (1, im.width * im.height), png.name
@@ -101,7 +101,7 @@ def test_a_bin_costs_its_hdr_and_adc_an_image_one_exact_get_a_stitched_one_two(s
         assert gets == 2 and sent < (s3.stage / "tree" / "bins" / STITCHED / f"{STITCHED}.roi").stat().st_size
     finally:
         m.stop()
-    again = s3_mount(s3, "tree", tmp_path / "counted", "poll=0", index)  # the index is warm now
+    again = s3_mount(s3, "tree", tmp_path / "counted", "poll=0", "readahead=0", index)  # the index is warm now
     try:
         os.listdir(again.path / ONE_BIN.rpartition("/")[0])
         before = s3.requests()

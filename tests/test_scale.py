@@ -186,7 +186,8 @@ def test_a_bin_being_loaded_is_waited_for_not_loaded_twice(tmp_path, monkeypatch
     write_dataset(tmp_path, n_bins=3, n_triggers=40, seed=6, layout="flat", mtime=OLD)
     ns = Namespace(DataRoot(str(tmp_path)))
     first, second, third = bins_of(ns)
-    assert ns.bins_after(first, 1) == [second] and ns.bins_after(second, 5) == [third]
+    assert ns.bins_next(first.parent, 2) == [first, second]  # a folder of bins: its first ones
+    assert ns.bins_next(first, 1) == [second] and ns.bins_next(second, 5) == [third]
     load, started, go = namespace.Bin.load, threading.Event(), threading.Event()
 
     def held_load(*args, **kwargs):
@@ -199,11 +200,11 @@ def test_a_bin_being_loaded_is_waited_for_not_loaded_twice(tmp_path, monkeypatch
     ahead = threading.Thread(target=lambda: got.append(ns.model(second)))
     ahead.start()
     started.wait()
-    assert ns.bins_after(first, 1) == []  # being loaded: not asked for again
+    assert ns.bins_next(first, 1) == []  # being loaded: not asked for again
     asker = threading.Thread(target=lambda: got.append(ns.model(second)))
     asker.start()
     go.set()
     ahead.join()
     asker.join()
     assert ns.parses == 1 and got == [second.model] * 2
-    assert ns.bins_after(first, 2) == [third]
+    assert ns.bins_next(first, 2) == [third]

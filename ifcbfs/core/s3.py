@@ -82,6 +82,7 @@ class S3Source(Source):
                  readahead: int = WINDOW):
         self.bucket, self.prefix = parse_url(url)
         self.ahead = ReadAhead(readahead) if readahead > 0 else None  # for readers that walk a bin in order
+        self.reads_ahead = readahead > 0  # readahead=0: no GET that no request asked for
         self.location = f"{SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{self.bucket}"
         self.endpoint = check_endpoint(endpoint) if endpoint else (
             os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None)

@@ -56,6 +56,7 @@ class Source(ABC):
 
     location: str  # for messages: a path or a URL
     remote = False  # True when reads wait on a network (see holds)
+    reads_ahead = True  # a walk's next bin may be read before it is asked for (False: only what is asked)
 
     @abstractmethod
     def problem(self) -> str | None:

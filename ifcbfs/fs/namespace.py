@@ -134,14 +134,16 @@ class Namespace(Refresh):
         if not node.is_dir:
             raise FsError(errno.ENOTDIR)
         version = self.children(ino) if node.kind in (DIR, VDIR) else self.model(node.bin)
-        found = kept.get(ino)
-        if found is not None and found[0] is version:
-            kept.move_to_end(ino)
-            return found[1]
+        with self._lock:  # (read-ahead threads make them too)
+            found = kept.get(ino)
+            if found is not None and found[0] is version:
+                kept.move_to_end(ino)
+                return found[1]
         made = make(node, version)
-        kept[ino] = (version, made)
-        while len(kept) > LISTINGS_KEPT:
-            kept.popitem(last=False)
+        with self._lock:
+            kept[ino] = (version, made)
+            while len(kept) > LISTINGS_KEPT:
+                kept.popitem(last=False)
         return made
 
     def _nodes_of(self, node: Node, version) -> tuple[Node, ...]:
@@ -295,18 +297,23 @@ class Namespace(Refresh):
                 self._keep(bin_node, model)
             return bin_node.model or model
 
-    def bins_after(self, bin_node: Node, count: int) -> list[Node]:
-        """Up to `count` bins after `bin_node` in its folder, in name order, that are neither in
-        memory nor being loaded: what a walk of the folder asks for next (for read-ahead)."""
-        parent = bin_node.parent
-        if parent is None or parent.children is None:
+    def bins_next(self, folder: Node, count: int) -> list[Node]:
+        """Up to `count` bins a walk that has just opened `folder` opens next, in name order, that
+        are neither in memory nor being loaded (for read-ahead): after a bin, the bins after it
+        in its folder; in a folder of bins, its first ones."""
+        if folder.kind == BIN:
+            parent = folder.parent
+            if parent is None or parent.children is None:
+                return []
+            at = self._per_version(parent.ino, self._orders, self._order_of).get(folder.ino)
+            if at is None:
+                return []
+            after = self.listing(parent.ino)[at + 1:]
+        elif folder.kind == DIR and folder.children is not None:
+            after = self.listing(folder.ino)
+        else:
             return []
-        order = self._per_version(parent.ino, self._orders, self._order_of)
-        at = order.get(bin_node.ino)
-        if at is None:
-            return []
-        nodes = self.listing(parent.ino)
-        return [n for n in nodes[at + 1:at + 1 + count] if n.kind == BIN and n.model is None and n not in self._loading]
+        return [n for n in after[:count] if n.kind == BIN and n.model is None and n not in self._loading]
 
     def _order_of(self, node: Node, version) -> dict[int, int]:
         return {child.ino: at for at, child in enumerate(self.listing(node.ino))}

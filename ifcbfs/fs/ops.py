@@ -11,7 +11,7 @@ import pyfuse3
 import trio
 
 from ..service import log_bad_bin, trim_memory
-from .namespace import (BIN, BLOCK_SIZE, CODE_MASK, FILE, FOLDER_BLOCK_SIZE, ROOT_INO, STATS_INO, STATS_NAME, FsError,
+from .namespace import (BLOCK_SIZE, CODE_MASK, FILE, FOLDER_BLOCK_SIZE, ROOT_INO, STATS_INO, STATS_NAME, FsError,
                         Namespace, Node)
 
 log = logging.getLogger("ifcbfs")
@@ -73,6 +73,7 @@ class Operations(pyfuse3.Operations):
         self._handles = 1 << 63  # their fh numbers, above every inode number
         self._trimmed = 0  # ns.parses at the last trim of the C heap
         self._ahead_in, self._ahead_out = trio.open_memory_channel(16)  # bins to load ahead (see read_ahead)
+        self._reads_ahead = ns.source.source.reads_ahead  # (s3 with readahead=0 fetches only what is asked)
 
     def _node_of(self, args) -> Node | None:
         """The folder or bin a request is about (a file's bin), without loading anything."""
@@ -179,22 +180,22 @@ class Operations(pyfuse3.Operations):
         if not node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         await self._ask(self.ns.rows, inode)
-        if node.kind == BIN:  # a walk opens the next bin soon: load it meanwhile
-            for ahead in self.ns.bins_after(node, READ_AHEAD):
-                try:
-                    self._ahead_in.send_nowait(ahead)
-                except trio.WouldBlock:
-                    break
+        for ahead in self.ns.bins_next(node, READ_AHEAD if self._reads_ahead else 0):  # a walk opens it soon
+            try:
+                self._ahead_in.send_nowait(ahead)
+            except trio.WouldBlock:
+                break
         return inode
 
     async def read_ahead(self) -> None:
-        """Load the bins opendir queues, one at a time in a worker thread, so that a walk (find,
-        du, rsync, a loader's scan) finds the next bin folder ready while it looks at this one:
-        the parse runs beside the walker instead of in its way. Run it in the daemon's nursery."""
+        """Load the bins opendir queues and make their listings, one at a time in a worker thread,
+        so that a walk (find, du, rsync, a loader's scan) finds the next bin folder ready while it
+        looks at this one: the parse runs beside the walker instead of in its way. Run it in the
+        daemon's nursery."""
         async for node in self._ahead_out:
             if node.model is None:
                 try:
-                    await trio.to_thread.run_sync(self._load, self.ns.model, node, limiter=self.limiter)
+                    await trio.to_thread.run_sync(self._load, self.ns.rows, node.ino, limiter=self.limiter)
                 except Exception:  # the walk itself will ask again, and say what is wrong
                     pass
 
