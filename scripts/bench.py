@@ -305,7 +305,6 @@ class Bench(Run):
         for key in [k for k in os.environ if k.startswith("AWS_")]:
             del os.environ[key]
         os.environ.update(aws_env(base={}))  # the daemons' credentials: the server's, nothing else
-        os.environ["XDG_CACHE_HOME"] = os.path.join(self.work, "cache")  # no index outside this run
         url, opts = f"s3://{BUCKET}/bench", f"endpoint={self.server.endpoint}"
         with self.daemon("ifcbfs", src, "index=off").start() as d:
             self.plan(manifest_of(d.mnt))

@@ -376,6 +376,7 @@ class Run:
         self.work = os.path.join(args.workdir, f"run-{os.getpid()}")
         self.logs = os.path.join(self.work, "logs")
         os.makedirs(self.logs, exist_ok=True)
+        os.environ["XDG_CACHE_HOME"] = os.path.join(self.work, "cache")  # the daemons' indexes: this run's only
         self.s: dict[str, Series] = {}
         self.checks: list[str] = []  # sanity problems found while measuring
         self.n_mounts = 0
