@@ -28,6 +28,7 @@ from .service import log_bad_bin
 log = logging.getLogger("ifcbfs")
 
 CLASSIFIER_KINDS = (*sorted(CLASS_KINDS), MANUAL_MAT, MANUAL_CSV)
+RETRY_SECONDS = 60  # a folder with a bin or product file that could not be read now is listed again after this
 
 
 def raw_identity(files: BinFiles) -> str:
@@ -57,6 +58,7 @@ class Crawler:
         self.bins = 0  # bins looked at in the current pass
         self._live_products: set[tuple[str, str]] = set()  # (root, folder) listed at every pass
         self._live_tree: set[str] = set()
+        self._retry: dict[str, float] = {}  # tree folder -> when a file of one of its bins could not be read
         self._again = threading.Event()  # SIGHUP: list every folder at the next pass
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -171,7 +173,8 @@ class Crawler:
             self.folders += 1
             stored = self.catalog.tree_folder(folder)
             stamp = self.root.stamp(folder)
-            if not full and stored and stamp and stored[0] == stamp and folder not in self._live_tree:
+            again = time.monotonic() - self._retry.get(folder, float("inf")) >= RETRY_SECONDS
+            if not full and stored and stamp and stored[0] == stamp and folder not in self._live_tree and not again:
                 subs = stored[1]
             else:
                 try:
@@ -191,7 +194,7 @@ class Crawler:
     def _bins_of(self, folder: str, bins: dict[str, BinFiles]) -> None:
         """Bring one source folder's bins up to date in the catalog."""
         old = self.catalog.tree_bins(folder)
-        now, live, seen = time.time(), False, set()
+        now, live, seen, read = time.time(), False, set(), True
         for name, files in bins.items():
             path = name if self.flat else _join(folder, name)
             if self.flat and path not in old:
@@ -203,23 +206,30 @@ class Crawler:
             ident = raw_identity(files)
             _, known, has_row = old.get(path, (None, None, False))
             if known != ident or (self.rows and not has_row):
-                self._bin(path, files, ident)
+                read = self._bin(path, files, ident) and read
             elif self.classes:
-                self._assign(path, files)
+                read = self._assign(path, files) and read
             live = live or now - files.mtime_ns / 1e9 < LIVE_SECONDS
         self.catalog.drop_bins([p for p in old if p not in seen])
         (self._live_tree.add if live else self._live_tree.discard)(folder)
+        self._retry_later(folder, read)
 
-    def _bin(self, path: str, files: BinFiles, ident: str) -> None:
+    def _retry_later(self, folder: str, read: bool) -> None:
+        if read:
+            self._retry.pop(folder, None)
+        else:
+            self._retry[folder] = time.monotonic()
+
+    def _bin(self, path: str, files: BinFiles, ident: str) -> bool:
+        """The bin's row and class members; False when a file could not be read now."""
         try:
             model = self.ns.bin_model(path, files)
-        except FsError as err:
+        except FsError as err:  # its files could not be read: tried again (see RETRY_SECONDS)
             log_bad_bin(log, path, str(err))
-            return
+            return False
         row = bins_row(model.hdr_json, path) if self.rows else b""
         self.catalog.put_bin(path, str(files.bin_id), files.folder, ident, files.mtime_ns, row)
-        if self.classes:
-            self._assign(path, files, model)
+        return self._assign(path, files, model) if self.classes else True
 
     def _rebin(self, bin_id: str) -> None:
         """A bin whose product files changed: its class members again."""
@@ -229,16 +239,17 @@ class Crawler:
             probe = BinFiles(parse_bin_id(bin_id), folder, None, None, None, self.root.source)
             files = self.root.stat_bin(probe)
             if files.hdr or files.adc or files.roi:
-                self._assign(path, files)
+                self._retry_later(folder, self._assign(path, files))
 
     # --- class members -------------------------------------------------------------------
-    def _assign(self, path: str, files: BinFiles, model=None) -> None:
-        """Each classifier's labels of the bin's images, unless the catalog has them for these files."""
+    def _assign(self, path: str, files: BinFiles, model=None) -> bool:
+        """Each classifier's labels of the bin's images, unless the catalog has them for these
+        files. False when a file could not be read now (not recorded: tried again later)."""
         bin_id = str(files.bin_id)
         chosen = beside.classifier_files(files.products)
         stored = self.catalog.class_sources(bin_id)
         raw = raw_identity(files)
-        targets = None
+        targets, read = None, True
         for classifier, product in chosen.items():
             ident = repr((product.identity(), raw, path))
             if stored.get(classifier) == ident:
@@ -255,6 +266,13 @@ class Crawler:
                     targets = beside.adc_targets(adc)
                 labels, problem = beside.labels_of(product, bin_id, targets)
             except (BinError, FsError) as err:  # ProductError, SourceUnreadable ...
+                if isinstance(err, FsError) or beside.passing(err):
+                    log_bad_bin(log, product.file.path, f"{err}: its labels are left out for now (tried again in "
+                                                        f"{RETRY_SECONDS} s)")
+                    if classifier in stored:  # (they were another version's)
+                        self.catalog.drop_class(classifier, bin_id)
+                    read = False
+                    continue
                 log_bad_bin(log, product.file.path, f"{err}: its labels are left out")
                 labels, problem = {}, None
             if problem:
@@ -263,6 +281,7 @@ class Crawler:
                                    self._members(product.file.path, labels, {im.target for im in model.images} if model else set()))
         for classifier in stored.keys() - chosen.keys():
             self.catalog.drop_class(classifier, bin_id)
+        return read
 
     @staticmethod
     def _members(where: str, labels: dict[int, str], images: set[int]) -> dict[str, list[int]]:

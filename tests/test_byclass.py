@@ -263,6 +263,51 @@ def test_a_class_file_that_cannot_be_read_leaves_its_images_out(archive, caplog)
     assert len(said) == 1 and "truncated" in said[0]
 
 
+def test_a_class_file_that_cannot_be_read_now_is_tried_again_not_remembered(archive, tmp_path, monkeypatch, caplog):
+    import ifcbfs.crawler
+    from ifcbfs.core.errors import ProductUnavailable
+
+    root, cnn, _, bins, assigned = archive
+    bad = sorted(assigned)[3]
+    failing = {True}  # while set, the bad bin's class file comes short, as in a store's outage
+    scores = beside._scores
+
+    def flaky(p):
+        if failing and bad in p.file.path:
+            raise ProductUnavailable(f"{p.file.path}: 300 bytes read of {p.file.size}")
+        return scores(p)
+
+    monkeypatch.setattr(beside, "_scores", flaky)
+    for top in (root, cnn):
+        set_mtime(top, time.time() - 7200)  # no folder is live: only the retry lists it again
+    options = Options(products=(("cnn", str(cnn)),), classes=True)
+    index = Index(str(tmp_path / "index.sqlite"), options.signature)
+    ns, crawler = views(root, options, index)
+    crawler.run_pass()
+    ns.refresh()
+    without = counts({b: v for b, v in assigned.items() if b != bad})
+    assert by_class_counts(ns, "cnn") == without
+    folder = next(n for n in walk(ns).values() if n.name == bad)
+    assert "classes.csv" not in {n.name for n in ns.listing(folder.ino)}
+    index.flush()
+    assert index.get(folder.path, folder.files) is None  # not remembered as what the file holds
+    assert any("left out for now" in r.getMessage() for r in caplog.records)
+
+    failing.clear()  # the reader is well again
+    crawler.run_pass()
+    ns.refresh()
+    assert by_class_counts(ns, "cnn") == without  # not before a minute has passed
+    monkeypatch.setattr(ifcbfs.crawler, "RETRY_SECONDS", 0)
+    crawler.run_pass()
+    ns.refresh()
+    assert by_class_counts(ns, "cnn") == counts(assigned)
+    index.flush()
+    kept = index.get(folder.path, folder.files)  # read well now, and remembered
+    assert kept is not None and b"classes.csv" in kept.listing().name_list()
+    again, _ = views(root, options, index)  # the next mount shows it
+    assert "classes.csv" in {n.name for n in again.listing(next(n for n in walk(again).values() if n.name == bad).ino)}
+
+
 # --- real mounts -------------------------------------------------------------------------------
 @pytest.mark.mount
 @needs_scipy

@@ -21,12 +21,12 @@ from . import adc as adc_mod
 from .annotations import read_manual_csv, read_manual_mat
 from .blobs import BlobMember, blob_members, inflate
 from .classes import assigned_labels, class_scores_csv, classes_csv, read_class_file, roi_problem
-from .errors import BinError, ProductDependencyMissing, ProductError
+from .errors import BinError, ProductDependencyMissing, ProductError, ProductUnavailable
 from .isolate import Isolated
 from .matlab import EXTRA_HINT
 from .products import (BLOBS, BLOBS_FOLDER, CLASS_H5, CLASS_KINDS, CLASS_MAT, CLASS_SCORES_CSV, CLASSES_CSV,
                        FEATURES, MANUAL_CSV, MANUAL_MAT, MULTIBLOB, features_problem)
-from .source import ProductFile
+from .source import ProductFile, SourceUnreadable
 
 MANUAL = "manual"  # the classifier that manual annotations make (SPEC section 12)
 _NEEDS = {CLASS_H5: "h5py", CLASS_MAT: "scipy", MANUAL_MAT: "scipy"}
@@ -50,6 +50,13 @@ class Shown(NamedTuple):
     blobs_mtime: int
     problems: list[str]
     missing: str | None  # "WHAT files: why": a package this process lacks, said once per kind
+    passing: bool  # a file could not be read this time (see passing): the answer is not final
+
+
+def passing(err: BaseException) -> bool:
+    """True for a failure worth trying again (a source that could not be read, a file that came
+    short): what it leaves out must not be remembered as the file's answer."""
+    return isinstance(err, (SourceUnreadable, ProductUnavailable))
 
 
 def _counted() -> None:
@@ -126,7 +133,7 @@ def classifier_files(products: Iterable[ProductFile]) -> dict[str, ProductFile]:
 def _bytes(p: ProductFile) -> bytes:
     data = p.source.read(p.file)
     if len(data) != p.file.size:
-        raise ProductError(f"{p.file.path}: {len(data)} bytes read of {p.file.size}")
+        raise ProductUnavailable(f"{p.file.path}: {len(data)} bytes read of {p.file.size}")
     return data
 
 
@@ -139,7 +146,7 @@ def shown(bin_id: str, products: tuple[ProductFile, ...], targets: Container[int
     """What the product files of a bin add to its folder, with `targets` its ADC's target numbers.
     Reads the class file (for the CSV sizes), the start of features files and the blobs zip."""
     copies, problems = [], []
-    missing = None
+    missing, again = None, False
     for kind in (FEATURES, MULTIBLOB):
         for version in sorted({p.version for p in products if p.kind == kind}):
             p = first(products, kind, version)
@@ -162,6 +169,7 @@ def shown(bin_id: str, products: tuple[ProductFile, ...], targets: Container[int
                     problems.append(f"{_name(chosen)}: {problem}")
             except BinError as err:  # ProductError, or the file gone or unreadable since it was found
                 problems.append(f"{_name(chosen)}: {err} (no class_scores.csv, classes.csv)")
+                again = again or passing(err)
     masks, blobs_mtime = {}, 0
     zipped = first(products, BLOBS, max((p.version for p in products if p.kind == BLOBS), default=None))
     if blobs and zipped is not None:
@@ -173,7 +181,8 @@ def shown(bin_id: str, products: tuple[ProductFile, ...], targets: Container[int
                 problems.append(f"{_name(zipped)}: {found.problem}")
         except BinError as err:
             problems.append(f"{_name(zipped)}: {err} (no blobs/)")
-    return Shown(copies, sizes, class_mtime, masks, blobs_mtime, problems, missing)
+            again = again or passing(err)
+    return Shown(copies, sizes, class_mtime, masks, blobs_mtime, problems, missing, again)
 
 
 def _head(p: ProductFile, problems: list[str]) -> bytes:

@@ -201,6 +201,7 @@ class Bin:
         self.blobs: dict[int, tuple] = {}  # blob masks by target: core.blobs.BlobMember fields
         self.product_problems: tuple[str, ...] = ()
         self.product_missing: str | None = None
+        self.product_again = False  # a product file could not be read this time: not for the index
         self._zipped: tuple[StoredZip, CrcTable] | None = None  # the zip, once read: built once
         self._targets: dict[int, Image] | None = None  # images by target, once a view needs them
         self._last_png: tuple[int, bytes] | None = None  # the zip member a ranged read made last
@@ -244,6 +245,7 @@ class Bin:
                                      KIND_BLOB << KIND_SHIFT | target))
                 self.mtimes[KIND_BLOB << KIND_SHIFT | target] = max(found.blobs_mtime, raw)
         self.product_problems, self.product_missing = tuple(found.problems), found.missing
+        self.product_again = found.passing
         return entries
 
     def state(self) -> tuple:

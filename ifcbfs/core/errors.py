@@ -25,6 +25,12 @@ class ProductError(BinError):
     """A product file beside a bin (features, class scores, blobs, annotations) cannot be read."""
 
 
+class ProductUnavailable(ProductError):
+    """A product file could not be read whole this time (fewer bytes came than listed): worth
+    trying again, never recorded as what the file holds. (A reader that runs past its time or
+    crashes is what damaged files make it do: that is the file's answer.)"""
+
+
 class ProductDependencyMissing(ProductError):
     """Reading a product needs an optional package (h5py or scipy) that is not installed."""
 

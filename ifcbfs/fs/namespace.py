@@ -335,8 +335,8 @@ class Namespace(Refresh):
         if model.problems:
             log_bad_bin(log, path, "damaged: " + "; ".join(model.problems))
         self._said_products(path, model)
-        if self.index is not None and model.product_missing is None:  # (installing h5py must show them)
-            self.index.put(path, files, model)
+        if self.index is not None and model.product_missing is None and not model.product_again:
+            self.index.put(path, files, model)  # (installing h5py must show them; a passing failure is tried again)
         return model
 
     def _said_products(self, path: str, model: Bin) -> None:
