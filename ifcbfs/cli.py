@@ -111,6 +111,13 @@ class Config:
     readahead: int | None = None
 
     @property
+    def signature(self) -> str:
+        """What an index is kept for: the options that shape the tree and which bins it shows (the
+        catalog beside the bins' records lists the bins a view shows)."""
+        return ",".join(p for p in (self.options.signature, self.bin_filter.signature,
+                                    "include_skipped" if self.include_skipped else "") if p)
+
+    @property
     def threads(self) -> int:
         """Worker threads: the cores for a folder; more for an object store, whose reads wait."""
         if self.workers:
@@ -397,7 +404,7 @@ def open_index(cfg: Config):
 
     if cfg.index == "off":
         return None
-    return Index(cfg.index or default_path(cfg.source, cfg.options.signature), cfg.options.signature)
+    return Index(cfg.index or default_path(cfg.source, cfg.signature), cfg.signature)
 
 
 def serve(cfg: Config, on_ready, root: DataRoot) -> int:

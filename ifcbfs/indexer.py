@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
         print("ifcbfs index: index=off: nothing to build", file=sys.stderr)
         return 2
     logging.basicConfig(format="ifcbfs index: %(message)s", level=logging.WARNING)
-    index = Index(cfg.index or default_path(cfg.source, cfg.options.signature), cfg.options.signature, wait=True)
+    index = Index(cfg.index or default_path(cfg.source, cfg.signature), cfg.signature, wait=True)
     if not index.usable:
         return 1
     root = cfg.data_root()

@@ -121,6 +121,19 @@ def test_an_object_store_source_is_a_url_with_its_own_options():
     assert cli.parse_args(["/a", "/b"]).source_options() == {}
 
 
+def test_an_index_is_kept_per_layout_bin_filter_and_skipped_folders():
+    from ifcbfs.index import default_path
+
+    def signature(options: str) -> str:
+        return cli.parse_args(["/a", "/b", *(["-o", options] if options else [])]).signature
+
+    same = signature("since=2024-06-01,instrument=5:124")
+    assert same == signature("instrument=124:5,since=2024-06-01T00:00:00Z")  # one filter, one index
+    kinds = ("", "layout=flat", "since=2024-06-01", "until=2024-06-01", "instrument=124", "include_skipped", "zip")
+    assert len({signature(o) for o in kinds} | {same}) == len(kinds) + 1
+    assert default_path("/a", signature("")) != default_path("/a", signature("since=2024-06-01"))
+
+
 def test_help_and_version(capsys):
     assert cli.main(["--help"]) == 0 and {"layout=mirror|flat", "stitch=on|off|qc", "mosaic[=WxH@S]", "zip", "since=DATE",
                                           "until=DATE", "instrument=N[:N...]"} <= set(capsys.readouterr().out.split())

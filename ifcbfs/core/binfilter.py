@@ -32,6 +32,15 @@ class BinFilter:
         """True when the filter leaves any bin out."""
         return bool(self.since or self.until or self.instruments or self.patterns)
 
+    @property
+    def signature(self) -> str:
+        """The filter as one canonical line ('' when it lets every bin through)."""
+        parts = (f"since={self.since.isoformat()}" if self.since else "",
+                 f"until={self.until.isoformat()}" if self.until else "",
+                 "instrument=" + ":".join(map(str, sorted(self.instruments))) if self.instruments else "",
+                 "id=" + "|".join(self.patterns) if self.patterns else "")
+        return ",".join(p for p in parts if p)
+
     def matches(self, bin_id: BinId) -> bool:
         """Whether the tree shows this bin."""
         return ((self.since is None or bin_id.timestamp >= self.since)
