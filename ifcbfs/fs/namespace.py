@@ -275,6 +275,8 @@ class Namespace(Refresh):
                     self._models.move_to_end(bin_node.ino)
             return model
         with self._lock:
+            if bin_node.model is not None:  # (loaded by another thread since)
+                return bin_node.model
             loading = self._loading.get(bin_node)
             if loading is None:
                 self._loading[bin_node] = threading.Event()
@@ -293,8 +295,8 @@ class Namespace(Refresh):
         files = bin_node.files
         model = self.bin_model(bin_node.path, files)
         with self._lock:
-            if bin_node.files is files and bin_node.model is None:
-                self._keep(bin_node, model)
+            if bin_node.files is files and bin_node.model is None and self.nodes.get(bin_node.ino) is bin_node:
+                self._keep(bin_node, model)  # (not a bin a refresh has dropped meanwhile)
             return bin_node.model or model
 
     def bins_next(self, folder: Node, count: int) -> list[Node]:
@@ -308,7 +310,7 @@ class Namespace(Refresh):
             at = self._per_version(parent.ino, self._orders, self._order_of).get(folder.ino)
             if at is None:
                 return []
-            after = self.listing(parent.ino)[at + 1:]
+            after = self.listing(parent.ino)[at + 1:at + 1 + count]
         elif folder.kind == DIR and folder.children is not None:
             after = self.listing(folder.ino)
         else:

@@ -180,9 +180,13 @@ class Operations(pyfuse3.Operations):
         if not node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         await self._ask(self.ns.rows, inode)
-        for ahead in self.ns.bins_next(node, READ_AHEAD if self._reads_ahead else 0):  # a walk opens it soon
+        try:
+            ahead = self.ns.bins_next(node, READ_AHEAD if self._reads_ahead else 0)  # a walk opens them soon
+        except FsError:  # (a refresh dropped the folder meanwhile: nothing to read ahead)
+            ahead = []
+        for bin_node in ahead:
             try:
-                self._ahead_in.send_nowait(ahead)
+                self._ahead_in.send_nowait(bin_node)
             except trio.WouldBlock:
                 break
         return inode
