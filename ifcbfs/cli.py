@@ -65,8 +65,8 @@ or an object store's s3://BUCKET[/PREFIX] (credentials from the standard AWS cha
      endpoint=URL         s3:// only: the S3-compatible service (default: AWS, or $AWS_ENDPOINT_URL)
      region=NAME          s3:// only: its region (default: the AWS configuration's)
      readahead=SIZE       s3:// only: bytes fetched ahead of a reader that walks a bin in order,
-                          and a walk's next bin listed ahead (default 512K; 0: off, nothing
-                          is fetched that no request asked for)
+                          and a walk's next bin listed ahead (default 512K; 0: off, no GET
+                          ahead of what a request asks for)
      fsname=NAME          name shown by mount and df (default: SOURCE)
      log=FILE             append log lines and SIGUSR1 stack dumps to FILE (default: stderr with -f,
                           else syslog, else ~/.local/state/ifcbfs/MOUNTPOINT.log)

@@ -21,14 +21,13 @@ from .core.errors import BinError
 from .core.ids import parse_bin_id
 from .core.products import CLASS_KINDS, MANUAL_CSV, MANUAL_MAT, product_kind, safe_label
 from .core.source import BinFiles, SourceUnreadable
-from .fs.namespace import LIVE_SECONDS, FsError, Namespace
+from .fs.namespace import LIVE_SECONDS, RETRY_SECONDS, FsError, Namespace
 from .fs.views import bins_row
 from .service import log_bad_bin
 
 log = logging.getLogger("ifcbfs")
 
 CLASSIFIER_KINDS = (*sorted(CLASS_KINDS), MANUAL_MAT, MANUAL_CSV)
-RETRY_SECONDS = 60  # a folder with a bin or product file that could not be read now is listed again after this
 
 
 def raw_identity(files: BinFiles) -> str:
@@ -238,8 +237,8 @@ class Crawler:
         for path, folder in self.catalog.locations(bin_id):
             probe = BinFiles(parse_bin_id(bin_id), folder, None, None, None, self.root.source)
             files = self.root.stat_bin(probe)
-            if files.hdr or files.adc or files.roi:
-                self._retry_later(folder, self._assign(path, files))
+            if (files.hdr or files.adc or files.roi) and not self._assign(path, files):
+                self._retry[folder] = time.monotonic()  # (a success here says nothing of its neighbours)
 
     # --- class members -------------------------------------------------------------------
     def _assign(self, path: str, files: BinFiles, model=None) -> bool:

@@ -265,6 +265,7 @@ def test_a_class_file_that_cannot_be_read_leaves_its_images_out(archive, caplog)
 
 def test_a_class_file_that_cannot_be_read_now_is_tried_again_not_remembered(archive, tmp_path, monkeypatch, caplog):
     import ifcbfs.crawler
+    import ifcbfs.fs.refresh
     from ifcbfs.core.errors import ProductUnavailable
 
     root, cnn, _, bins, assigned = archive
@@ -297,10 +298,13 @@ def test_a_class_file_that_cannot_be_read_now_is_tried_again_not_remembered(arch
     crawler.run_pass()
     ns.refresh()
     assert by_class_counts(ns, "cnn") == without  # not before a minute has passed
-    monkeypatch.setattr(ifcbfs.crawler, "RETRY_SECONDS", 0)
+    assert "classes.csv" not in {n.name for n in ns.listing(folder.ino)}
+    for module in (ifcbfs.crawler, ifcbfs.fs.refresh):
+        monkeypatch.setattr(module, "RETRY_SECONDS", 0)
     crawler.run_pass()
-    ns.refresh()
+    changes = ns.refresh()
     assert by_class_counts(ns, "cnn") == counts(assigned)
+    assert "classes.csv" in {n.name for n in ns.listing(folder.ino)} and ("inode", folder.ino) in changes
     index.flush()
     kept = index.get(folder.path, folder.files)  # read well now, and remembered
     assert kept is not None and b"classes.csv" in kept.listing().name_list()

@@ -152,7 +152,13 @@ def shown(bin_id: str, products: tuple[ProductFile, ...], targets: Container[int
             p = first(products, kind, version)
             copies.append((kind, version, p.file.size, p.file.mtime_ns))
             if kind == FEATURES:
-                problem = features_problem(_head(p, problems))
+                try:
+                    head = p.source.read_range(p.file, 0, min(p.file.size, FEATURES_HEAD))
+                except Exception as err:  # SourceUnreadable, ImageMissing: said when the file is read
+                    problems.append(f"{_name(p)}: cannot be read ({err})")
+                    again = again or passing(err)
+                    head = b"roi_number"
+                problem = features_problem(head)
                 if problem:
                     problems.append(f"{_name(p)}: {problem}")
     sizes, class_mtime = None, 0
@@ -183,14 +189,6 @@ def shown(bin_id: str, products: tuple[ProductFile, ...], targets: Container[int
             problems.append(f"{_name(zipped)}: {err} (no blobs/)")
             again = again or passing(err)
     return Shown(copies, sizes, class_mtime, masks, blobs_mtime, problems, missing, again)
-
-
-def _head(p: ProductFile, problems: list[str]) -> bytes:
-    try:
-        return p.source.read_range(p.file, 0, min(p.file.size, FEATURES_HEAD))
-    except Exception as err:  # SourceUnreadable, ImageMissing: said when the file is read
-        problems.append(f"{_name(p)}: cannot be read ({err})")
-        return b"roi_number"
 
 
 def _name(p: ProductFile) -> str:

@@ -136,6 +136,8 @@ def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
 class Bin:
     """The files one bin serves, for one snapshot of its raw files."""
 
+    product_again = False  # a product file could not be read this time: not for the index, read again
+
     def __init__(self, files: BinFiles, header: dict, adc: adc_mod.Adc | None, plan: Plan, qc: bool = False,
                  mosaic: Mosaic | None = None, zip: bool = False, settled: bool = False,
                  problems: tuple[str, ...] = (), blobs: bool = False):
@@ -201,7 +203,6 @@ class Bin:
         self.blobs: dict[int, tuple] = {}  # blob masks by target: core.blobs.BlobMember fields
         self.product_problems: tuple[str, ...] = ()
         self.product_missing: str | None = None
-        self.product_again = False  # a product file could not be read this time: not for the index
         self._zipped: tuple[StoredZip, CrcTable] | None = None  # the zip, once read: built once
         self._targets: dict[int, Image] | None = None  # images by target, once a view needs them
         self._last_png: tuple[int, bytes] | None = None  # the zip member a ranged read made last

@@ -31,7 +31,7 @@ from ..core.source import BinFiles, DataRoot, SourceUnreadable
 from ..service import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
 from .nodes import (BIN, CODE_BITS, CODE_MASK, DIR, FILE, INLINE_LIMIT, KEPT, LINK, LISTINGS_KEPT, LIVE_SECONDS,
-                    ROOT_INO, SUB, VDIR, VFILE, _VIEW_KINDS, FsError, Node, Options, Rows, inode_of)
+                    RETRY_SECONDS, ROOT_INO, SUB, VDIR, VFILE, _VIEW_KINDS, FsError, Node, Options, Rows, inode_of)
 from .nodes import (BLOCK_SIZE, FOLDER_BLOCK_SIZE, STATS_INO, STATS_NAME,  # noqa: F401 (the tree's names, for its users)
                     SWEEP_SECONDS)
 from .refresh import Refresh, stamp_of_all
@@ -69,6 +69,7 @@ class Namespace(Refresh):
         self._loading: dict[Node, threading.Event] = {}  # bins a thread is loading now
         self.file_mode = (stat.S_IFREG | 0o666) & ~options.umask  # the st_mode of every file of a bin
         self._live: set[Node] = set()  # bins re-checked at every refresh
+        self._again: dict[Node, float] = {}  # bins kept without a product file that may read now: since when
         self._flat_folders: list[str] = []  # flat layout: the source folders its root was read from
         self._flat_stamp = 0
         self._swept = time.monotonic()  # when every stamp-less folder was last re-listed
@@ -357,12 +358,19 @@ class Namespace(Refresh):
         self._models_size += model.footprint
         if time.time_ns() - bin_node.files.mtime_ns < LIVE_SECONDS * 10**9:
             self._live.add(bin_node)
+        if model.product_again:  # a refresh loads it again (see RETRY_SECONDS)
+            self._again[bin_node] = time.monotonic()
+            self._live.add(bin_node)
+        else:
+            self._again.pop(bin_node, None)
         while self._models_size > self.options.bin_cache and len(self._models) > 1:
             _, oldest = self._models.popitem(last=False)
+            self._again.pop(oldest, None)
             self._models_size -= oldest.model.footprint
             oldest.model = None
 
     def _unload(self, bin_node: Node) -> None:
+        self._again.pop(bin_node, None)
         if self._models.pop(bin_node.ino, None) is not None:
             self._models_size -= bin_node.model.footprint
         bin_node.model = None

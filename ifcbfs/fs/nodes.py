@@ -30,6 +30,7 @@ FOLDER_BLOCK_SIZE = 1 << 20  # st_blksize of a folder: readdir(3) sizes its buff
 # and the kernel its requests by that buffer, so a bin folder of 2,000 images is listed in one request, not three
 INLINE_LIMIT = 1 << 16  # images smaller than this are produced on the event loop (see is_cheap)
 LIVE_SECONDS = 3600  # a bin whose files changed this recently is re-checked at every refresh
+RETRY_SECONDS = 60  # a product file that could not be read for a passing reason is read again after this
 SWEEP_SECONDS = 600  # a folder without a change stamp (object store) is re-listed at least this often
 LISTINGS_KEPT = 8  # bin folder listings kept for readdir, which asks for them in slices
 

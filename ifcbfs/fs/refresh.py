@@ -13,7 +13,7 @@ from dataclasses import replace
 from ..core.bin import Bin
 from ..core.settle import settled
 from ..core.source import BinFiles, SourceUnreadable
-from .nodes import BIN, DIR, LIVE_SECONDS, SWEEP_SECONDS, VDIR, FsError, Node
+from .nodes import BIN, DIR, LIVE_SECONDS, RETRY_SECONDS, SWEEP_SECONDS, VDIR, FsError, Node
 
 log = logging.getLogger("ifcbfs")
 
@@ -51,7 +51,8 @@ class Refresh:
                     continue  # the source did not answer (an object store's outage): next poll
                 if files == node.files:
                     model = node.model
-                    if model is not None and not model.settled and settled(files, now):
+                    retry = node in self._again and clock - self._again[node] >= RETRY_SECONDS  # its products now?
+                    if model is not None and (retry or (not model.settled and settled(files, now))):
                         try:  # loaded while growing, now settled: load it as final, first
                             final = self.bin_model(node.path, files)
                         except FsError:
@@ -59,7 +60,7 @@ class Refresh:
                         with self._lock:
                             replaced.append((node, self._replace_files(node, files, changes)))
                             self._keep(node, final)
-                    elif now - files.mtime_ns / 1e9 >= LIVE_SECONDS:
+                    elif now - files.mtime_ns / 1e9 >= LIVE_SECONDS and node not in self._again:
                         self._live.discard(node)
                 elif any((files.hdr, files.adc, files.roi)):  # (a bin that is gone goes with its folder)
                     with self._lock:
