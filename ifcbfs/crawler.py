@@ -211,9 +211,6 @@ class Crawler:
             live = live or now - files.mtime_ns / 1e9 < LIVE_SECONDS
         self.catalog.drop_bins([p for p in old if p not in seen])
         (self._live_tree.add if live else self._live_tree.discard)(folder)
-        self._retry_later(folder, read)
-
-    def _retry_later(self, folder: str, read: bool) -> None:
         if read:
             self._retry.pop(folder, None)
         else:
