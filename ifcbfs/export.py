@@ -25,7 +25,7 @@ from .core.mosaic import parse_mosaic
 from .core import s3
 from .core.source import DataRoot, open_source, root_problem
 from .progress import Bar
-from .cli import UsageError as OptionError, product_roots, products_problem
+from .options import UsageError as OptionError, product_roots, products_problem
 from .crawler import Crawler, attach
 from .fs.namespace import BIN, DIR, LINK, ROOT_INO, VFILE, FsError, Namespace, Node, Options
 

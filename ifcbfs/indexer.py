@@ -33,7 +33,7 @@ List every bin under SOURCE once and keep what listing needs in the index that
 
 
 def main(argv: list[str]) -> int:
-    from .cli import UsageError, parse_args, products_problem
+    from .options import UsageError, parse_args, products_problem
 
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")

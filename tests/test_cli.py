@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from ifcbfs import cli
+from ifcbfs import cli, options
 
 
 def test_fstab_form_and_options():
@@ -124,8 +124,8 @@ def test_an_object_store_source_is_a_url_with_its_own_options():
 def test_an_index_is_kept_per_layout_bin_filter_and_skipped_folders():
     from ifcbfs.index import default_path
 
-    def signature(options: str) -> str:
-        return cli.parse_args(["/a", "/b", *(["-o", options] if options else [])]).signature
+    def signature(given: str) -> str:
+        return cli.parse_args(["/a", "/b", *(["-o", given] if given else [])]).signature
 
     same = signature("since=2024-06-01,instrument=5:124")
     assert same == signature("instrument=124:5,since=2024-06-01T00:00:00Z")  # one filter, one index
@@ -147,7 +147,7 @@ def test_umask_is_octal_and_defaults_to_022():
 
 
 def test_sizes():
-    assert [cli.parse_size(t) for t in ("1024", "1K", "2M", "1G", "1.5M", "64MiB")] == [1024, 1024, 2 << 20, 1 << 30, 3 << 19, 64 << 20]
+    assert [options.parse_size(t) for t in ("1024", "1K", "2M", "1G", "1.5M", "64MiB")] == [1024, 1024, 2 << 20, 1 << 30, 3 << 19, 64 << 20]
 
 
 def test_missing_fuse_device_and_fusermount_are_named(tmp_path, monkeypatch):
