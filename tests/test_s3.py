@@ -134,6 +134,23 @@ def test_a_reader_walking_a_bin_in_order_reads_ahead_within_bounds(s3, env):
     assert ahead == [local_ns.read(n.ino) for n in local_pngs]
 
 
+def test_bytes_judged_held_but_dropped_since_are_never_fetched_on_the_event_loop(s3, env):
+    ns, ino = Namespace(DataRoot(source(s3)), Options(cache_size=0)), ROOT_INO
+    for name in ("bins", "D20200819T123054_IFCB122", "D20200819T123054_IFCB122"):
+        ino = ns.lookup(ino, name).ino
+    pngs = [n for n in ns.children(ino).values() if n.entry.image and n.size < 1 << 16]
+    src = ns.source.source
+    sent = Requests(src)
+    for n in pngs[:8]:  # a walk in order: a window of the .roi is held now
+        ns.read(n.ino)
+    nxt = pngs[8]
+    assert ns.is_cheap(nxt)  # its bytes are held: the event loop may make it
+    src.ahead._held.clear()  # another reader's windows push them out meanwhile
+    sent.take()
+    assert ns.held_content(nxt) is None and sent.take() == []  # no GET where a loop waits on it
+    assert ns.content(nxt) == ns.read(nxt.ino) and len(sent.take()) >= 1  # in a worker thread it may
+
+
 def test_pixels_match_the_reference(s3, env, expected):
     ns = Namespace(DataRoot(source(s3)), Options(cache_size=0))
     seen = 0

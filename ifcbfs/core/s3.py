@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from .errors import ImageMissing
 from .readahead import WINDOW, ReadAhead
-from .source import Listing, Source, SourceFile, SourceUnreadable
+from .source import HELD_ONLY, Listing, NotHeld, Source, SourceFile, SourceUnreadable
 
 SCHEME = "s3://"
 ATTEMPTS = 4  # per request, the first included: 503 SlowDown and broken connections are retried
@@ -254,6 +254,8 @@ class S3Source(Source):
 
     def _get(self, f: SourceFile, start: int, length: int) -> bytes:
         """One GET of bytes start..start+length-1 of the version that was listed."""
+        if HELD_ONLY.get():
+            raise NotHeld(f"{self.url(f.path)}: bytes {start}..{start + length} are no longer held")
         request = {"Bucket": self.bucket, "Key": f.path, "Range": f"bytes={start}-{start + length - 1}"}
         if f.ident:
             request["IfMatch"] = f.ident

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -49,6 +50,15 @@ class SourceUnreadable(BinError):
     def __init__(self, message: str, errno: int):
         super().__init__(message)
         self.errno = errno
+
+
+HELD_ONLY: ContextVar[bool] = ContextVar("held_only", default=False)  # see NotHeld
+
+
+class NotHeld(Exception):
+    """A remote read that would wait on the network, asked for where only bytes already held may
+    be read (HELD_ONLY is set: an event loop that judged the read cheap with `holds`, after which
+    another thread dropped them). The caller reads again in a worker thread."""
 
 
 class Source(ABC):

@@ -27,7 +27,7 @@ from operator import or_
 from ..core.bin import Bin, Entry
 from ..core.errors import BinError
 from ..core.settle import settled
-from ..core.source import BinFiles, DataRoot, SourceUnreadable
+from ..core.source import HELD_ONLY, BinFiles, DataRoot, NotHeld, SourceUnreadable
 from ..service import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
 from .nodes import (BIN, CODE_BITS, CODE_MASK, DIR, FILE, INLINE_LIMIT, KEPT, LINK, LISTINGS_KEPT, LIVE_SECONDS,
@@ -201,6 +201,18 @@ class Namespace(Refresh):
         if not node.model.is_ranged(node.entry):  # (a ranged record may be larger than the cache)
             self.cache.put(key, data)
         return data
+
+    def held_content(self, node: Node) -> bytes | None:
+        """The content of a file `is_cheap` found cheap, produced without waiting on a network;
+        None when that would wait (a remote source dropped its bytes since): produce it in a
+        worker thread then."""
+        held = HELD_ONLY.set(True)
+        try:
+            return self.content(node)
+        except NotHeld:
+            return None
+        finally:
+            HELD_ONLY.reset(held)
 
     def is_ranged(self, node: Node) -> bool:
         """True for a file read by range (`read_range`): never produced or cached whole."""

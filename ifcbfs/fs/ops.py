@@ -280,11 +280,10 @@ class Operations(pyfuse3.Operations):
         if self.ns.is_ranged(node):  # (the zip) only the bytes asked for, never the whole file
             return await trio.to_thread.run_sync(self.ns.read_range, node, off, size, limiter=self.limiter)
         data = self.ns.cached(node)
+        if data is None and self.ns.is_cheap(node):  # cheaper than the hop to a worker thread and back
+            data = self.ns.held_content(node)
         if data is None:
-            if self.ns.is_cheap(node):  # cheaper than the hop to a worker thread and back
-                data = self.ns.content(node)
-            else:
-                data = await trio.to_thread.run_sync(self.ns.content, node, limiter=self.limiter)
+            data = await trio.to_thread.run_sync(self.ns.content, node, limiter=self.limiter)
         return data[off:off + size]
 
     async def release(self, fh):
