@@ -15,6 +15,7 @@ import os
 from typing import NamedTuple
 
 from ..catalog import Catalog
+from ..core.ids import target_id
 
 BY_CLASS = "by-class"
 BINS_CSV = "bins.csv"
@@ -79,7 +80,7 @@ class ByClass(View):
         out = []
         for bin_id, bin_path, mtime, targets in self.catalog.class_members(parts[0], parts[1], int(parts[2])):
             for target in targets:
-                name = f"{bin_id}_{target:05d}.png"
+                name = f"{target_id(bin_id, target)}.png"  # the image's name in its bin folder
                 link = f"{up}{bin_path}/{name}"
                 out.append(ViewItem(name, "link", len(os.fsencode(link)), mtime, link))
         return out
