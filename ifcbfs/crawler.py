@@ -23,7 +23,7 @@ from .core.products import CLASS_KINDS, MANUAL_CSV, MANUAL_MAT, product_kind, sa
 from .core.source import BinFiles, SourceUnreadable
 from .fs.namespace import LIVE_SECONDS, RETRY_SECONDS, FsError, Namespace
 from .fs.views import bins_row
-from .service import log_bad_bin
+from .logonce import log_bad_bin
 
 log = logging.getLogger("ifcbfs")
 

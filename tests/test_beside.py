@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import ifcbfs.service
+import ifcbfs.logonce
 from ifcbfs.catalog import Catalog
 from ifcbfs.core import beside
 from ifcbfs.core.adc import parse_adc
@@ -31,7 +31,7 @@ D_BIN, D_BIN2 = "D20240601T000000_IFCB124", "D20240601T004000_IFCB124"
 
 @pytest.fixture(autouse=True)
 def fresh_log():
-    ifcbfs.service._bad_bins.clear()  # each test sees its own once-per-bin lines
+    ifcbfs.logonce._bad_bins.clear()  # each test sees its own once-per-bin lines
 
 
 def tree(root, *products, index=None, **opts):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import ifcbfs.service
+import ifcbfs.logonce
 from ifcbfs import indexer
 from ifcbfs.core import beside
 from ifcbfs.core.source import DataRoot
@@ -35,7 +35,7 @@ pytestmark = needs_h5py
 
 @pytest.fixture(autouse=True)
 def fresh_log():
-    ifcbfs.service._bad_bins.clear()
+    ifcbfs.logonce._bad_bins.clear()
 
 
 def views(root, options: Options, index=None):

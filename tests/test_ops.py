@@ -7,7 +7,7 @@ import pyfuse3
 import pytest
 import trio
 
-import ifcbfs.service
+import ifcbfs.logonce
 
 from ifcbfs.core.source import DataRoot
 from ifcbfs.fs.namespace import ROOT_INO, Namespace, Options
@@ -111,7 +111,7 @@ def test_unexpected_exception_becomes_eio_and_one_log_line(ops, monkeypatch, cap
 
     monkeypatch.setattr(ops.ns, "content", broken)
     monkeypatch.setattr(ops.ns, "is_cheap", lambda node: True)
-    ifcbfs.service._bad_bins.clear()
+    ifcbfs.logonce._bad_bins.clear()
 
     async def go():
         for _ in range(3):  # a reader retrying: still one line for the bin
@@ -184,7 +184,7 @@ def test_a_failing_refresh_does_not_end_the_watcher(ops, monkeypatch, caplog):
         raise OSError("source went away")
 
     monkeypatch.setattr(ops.ns, "refresh", broken)
-    ifcbfs.service._bad_bins.clear()
+    ifcbfs.logonce._bad_bins.clear()
 
     async def go():
         with trio.move_on_after(0.3):

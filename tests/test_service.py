@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from ifcbfs import service
+from ifcbfs import logonce, service
 
 
 @pytest.fixture
@@ -94,17 +94,17 @@ def test_log_bad_bin_logs_once_per_key(caplog):
     key_a = "D20240101T000000_IFCB999-" + uuid.uuid4().hex
     key_b = key_a + "-other"
     with caplog.at_level(logging.WARNING, logger=logger.name):
-        assert service.log_bad_bin(logger, key_a, "truncated .roi") is True
+        assert logonce.log_bad_bin(logger, key_a, "truncated .roi") is True
         for _ in range(50):
-            assert service.log_bad_bin(logger, key_a, "truncated .roi") is False
-        assert service.log_bad_bin(logger, key_b, "bad header") is True
+            assert logonce.log_bad_bin(logger, key_a, "truncated .roi") is False
+        assert logonce.log_bad_bin(logger, key_b, "bad header") is True
     lines = [r.getMessage() for r in caplog.records if r.name == logger.name]
     assert lines == [f"{key_a}: truncated .roi", f"{key_b}: bad header"]
 
 
 def test_rate_limited_log_is_bounded(caplog):
     logger = logging.getLogger("ifcbfs.test.bounded")
-    limiter = service.RateLimitedLog(maxkeys=3)
+    limiter = logonce.RateLimitedLog(maxkeys=3)
     with caplog.at_level(logging.WARNING, logger=logger.name):
         for key in "abcd":
             assert limiter.log(logger, key, "bad")

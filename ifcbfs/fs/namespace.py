@@ -28,7 +28,7 @@ from ..core.bin import Bin, Entry
 from ..core.errors import BinError
 from ..core.settle import settled
 from ..core.source import HELD_ONLY, BinFiles, DataRoot, NotHeld, SourceUnreadable
-from ..service import RateLimitedLog, log_bad_bin
+from ..logonce import RateLimitedLog, log_bad_bin
 from .cache import ByteCache
 from .nodes import (BIN, CODE_BITS, CODE_MASK, DIR, FILE, INLINE_LIMIT, KEPT, LINK, LISTINGS_KEPT, LIVE_SECONDS,
                     RETRY_SECONDS, ROOT_INO, SUB, VDIR, VFILE, _VIEW_KINDS, FsError, Node, Options, Rows, inode_of)

@@ -10,7 +10,8 @@ from stat import S_ISDIR
 import pyfuse3
 import trio
 
-from ..service import log_bad_bin, trim_memory
+from ..logonce import log_bad_bin
+from ..service import trim_memory
 from .namespace import (BLOCK_SIZE, CODE_MASK, FILE, FOLDER_BLOCK_SIZE, ROOT_INO, STATS_INO, STATS_NAME, FsError,
                         Namespace, Node)
 
