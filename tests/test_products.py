@@ -29,7 +29,7 @@ from ifcbfs.core.classes import (
 from ifcbfs.core.errors import BinError, ProductDependencyMissing, ProductError
 from ifcbfs.core.products import (
     BLOBS, CLASS_H5, CLASS_MAT, FEATURES, MANUAL_CSV, MANUAL_MAT, MULTIBLOB, ProductName,
-    best_class_file, features_problem, product_kind, safe_label,
+    features_problem, product_kind, safe_label,
 )
 
 REAL_BIN = "D20220522T003051_IFCB134"
@@ -84,14 +84,25 @@ def test_product_kind_of_real_files(ifcb_data):
 
 
 def test_highest_class_version_wins():
-    names = [product_kind(n) for n in (f"{D_BIN}_class_v1.mat", f"{D_BIN}_class.h5", f"{D_BIN}_class_v2.h5",
-                                         f"{D_BIN}_fea_v9.csv", f"{D_BIN}.mat")]
-    assert best_class_file(names) == (D_BIN, CLASS_H5, 3)
-    assert best_class_file(reversed(names)) == (D_BIN, CLASS_H5, 3)
-    tie = [product_kind(f"{D_BIN}_class_v4.mat"), product_kind(f"{D_BIN}_class_v4.h5")]
-    assert best_class_file(tie) == best_class_file(tie[::-1]) == (D_BIN, CLASS_H5, 4)
-    assert best_class_file([product_kind(f"{D_BIN}_class_v7.mat"), *names]) == (D_BIN, CLASS_MAT, 7)
-    assert best_class_file([product_kind(f"{D_BIN}_fea_v2.csv")]) is None
+    from ifcbfs.core.beside import class_file
+    from ifcbfs.core.source import ProductFile, SourceFile
+
+    def found(*names: str, root: str = "cnn") -> list[ProductFile]:
+        return [ProductFile(root, n.kind, n.version, SourceFile(name, 1, 0))
+                for name in names if (n := product_kind(name)) is not None]
+
+    def best(products):
+        chosen = class_file(products)
+        return chosen and (chosen.kind, chosen.version)
+
+    files = found(f"{D_BIN}_class_v1.mat", f"{D_BIN}_class.h5", f"{D_BIN}_class_v2.h5", f"{D_BIN}_fea_v9.csv", f"{D_BIN}.mat")
+    assert best(files) == best(files[::-1]) == (CLASS_H5, 3)
+    tie = found(f"{D_BIN}_class_v4.mat", f"{D_BIN}_class_v4.h5")
+    assert best(tie) == best(tie[::-1]) == (CLASS_H5, 4)  # .h5 over .mat of one version
+    assert best(found(f"{D_BIN}_class_v7.mat") + files) == (CLASS_MAT, 7)
+    assert best(found(f"{D_BIN}_fea_v2.csv")) is None
+    twice = found(f"{D_BIN}_class_v5.h5", root="a") + found(f"{D_BIN}_class_v5.h5", root="b")
+    assert class_file(twice).root == "a"  # then the first found (roots in option order)
 
 
 # --- features --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from .ids import IdentifierError, parse_bin_id
 
@@ -89,17 +89,6 @@ def product_kind(filename: str) -> ProductName | None:
                 return None
             return ProductName(bin_id, kind, int(digits))
     return ProductName(bin_id, CLASS_H5, UNVERSIONED_CLASS_H5)  # `{bin}_class.h5`
-
-
-def best_class_file(names: Iterable[ProductName]) -> ProductName | None:
-    """The class file that gives a bin's `class_scores.csv`: the highest version wins.
-
-    Between an `.h5` and a `.mat` of the same version the `.h5` wins, being the newer layout;
-    the result does not depend on the order of `names`."""
-    candidates = [n for n in names if n.kind in CLASS_KINDS]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda n: (n.version, n.kind == CLASS_H5, n.bin_id))
 
 
 # --- labels as folder names ----------------------------------------------------------------
