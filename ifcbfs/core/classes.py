@@ -183,7 +183,7 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _field(value: str) -> str:
+def csv_field(value: str) -> str:
     """A CSV field: quoted (with doubled quotes) only when it holds a comma, quote or line break."""
     if any(c in value for c in ',"\r\n'):
         return '"' + value.replace('"', '""') + '"'
@@ -195,7 +195,7 @@ def class_scores_csv(bin_id: str, cs: ClassScores, known_targets: Container[int]
 
     Rows whose roi number is not in `known_targets` (the ADC's target numbers), and repeats of
     a roi number, are left out: `roi_problem` gives the line to log for them."""
-    lines = [",".join(["pid", *map(_field, cs.labels)])]
+    lines = [",".join(["pid", *map(csv_field, cs.labels)])]
     fast = cs.scores.dtype.kind == "f" and cs.scores.dtype.itemsize == 8
     for i in _kept(cs, known_targets):
         row = cs.scores[i]
@@ -235,7 +235,7 @@ def classes_csv(bin_id: str, cs: ClassScores, known_targets: Container[int]) -> 
         j = best[i]
         label, score = ("", "") if j is None else (cs.labels[j], _number(cs.scores[i, j]))
         above = cs.above_threshold[i] if cs.above_threshold is not None else ""
-        lines.append(",".join((target_id(bin_id, cs.roi_numbers[i]), _field(label), score, _field(above))))
+        lines.append(",".join((target_id(bin_id, cs.roi_numbers[i]), csv_field(label), score, csv_field(above))))
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 

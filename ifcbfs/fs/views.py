@@ -15,6 +15,7 @@ import os
 from typing import NamedTuple
 
 from ..catalog import Catalog
+from ..core.classes import csv_field
 from ..core.ids import target_id
 
 BY_CLASS = "by-class"
@@ -120,7 +121,4 @@ def bins_row(hdr_json: bytes, path: str) -> bytes:
 def _field(value) -> str:
     if value is None:
         return ""
-    text = repr(value) if isinstance(value, float) else str(value)
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
+    return csv_field(repr(value) if isinstance(value, float) else str(value))
