@@ -497,6 +497,8 @@ def test_manual_csv_bad_input():
         read_manual_csv(b"", D_BIN)
     ann = read_manual_csv(b"class_name,file_name\nDiatom\n\xff\xfe,x\n", D_BIN)
     assert ann.labels == {} and ann.problem.startswith("manual .csv: 2 rows left out (short row 'Diatom'")
+    ann = read_manual_csv(f"class_name,file_name\nDiatom,{D_BIN}_00000.png\nCiliate,{D_BIN}_00002.png\n".encode(), D_BIN)
+    assert ann.labels == {2: "Ciliate"} and "is not an image of" in ann.problem  # there is no target 0
 
 
 # --- blobs -----------------------------------------------------------------------------------

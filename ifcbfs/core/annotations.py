@@ -17,11 +17,10 @@ import re
 from typing import NamedTuple
 
 from .errors import ProductError
-from .ids import target_id
+from .ids import split_target_id, target_id
 from .matlab import load_mat, require, strings
 
 _CLASS_SUFFIX = re.compile(r"(.+)_\d{3}", re.ASCII | re.DOTALL)
-_TARGET = re.compile(r"(.+)_(\d{5,})", re.ASCII)
 
 
 class Annotations(NamedTuple):
@@ -96,11 +95,11 @@ def read_manual_csv(data: bytes, bin_id: str) -> Annotations:
         if label.strip() in ("", "NA"):
             continue
         stem = name[:-4] if name.endswith(".png") else name
-        m = _TARGET.fullmatch(stem)
-        if not m or m.group(1) != bin_id or target_id(bin_id, int(m.group(2))) != stem:
+        split = split_target_id(stem)
+        if split is None or split[0] != bin_id or split[1] < 1 or target_id(bin_id, split[1]) != stem:
             bad.append(f"{name[:60]!r} is not an image of {bin_id}")
             continue
-        target = int(m.group(2))
+        target = split[1]
         if target in labels:
             bad.append(f"{name[:60]!r} repeated")
             continue

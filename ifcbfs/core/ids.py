@@ -78,12 +78,18 @@ def target_id(bin_id: str, target: int) -> str:
     return f"{bin_id}_{target:05d}"
 
 
+def split_target_id(text: str) -> tuple[str, int] | None:
+    """`BIN_00003` as ('BIN', 3), BIN not checked to be a bin id; None for any other shape."""
+    m = _TARGET.fullmatch(text) if isinstance(text, str) else None
+    return (m.group(1), int(m.group(2))) if m else None
+
+
 def parse_target_id(text: str) -> tuple[BinId, int]:
     """Split `BIN_00003` into the parsed bin id and the target number 3."""
-    m = _TARGET.fullmatch(text) if isinstance(text, str) else None
-    if not m:
+    split = split_target_id(text)
+    if split is None:
         raise IdentifierError(f"{text!r} is not a target id (expected BIN_NNNNN)")
-    return parse_bin_id(m.group(1)), int(m.group(2))
+    return parse_bin_id(split[0]), split[1]
 
 
 def timestamp_iso(bin_id: BinId) -> str:
