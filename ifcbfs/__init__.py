@@ -14,7 +14,8 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from .core.bin import Bin, Entry, Image
+from .core.bin import Bin
+from .core.records import Entry, Image
 from .core.errors import BinError, IdentifierError, ImageMissing
 from .core.ids import BinId, parse_bin_id, target_id
 from .core.settle import settled

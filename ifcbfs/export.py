@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import replace
 
 from . import __version__
-from .core.bin import STITCH_MODES
+from .core.records import STITCH_MODES
 from .core.binfilter import BinFilter, parse_date, parse_instruments
 from .core.local import within
 from .core.mosaic import parse_mosaic

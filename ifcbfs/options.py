@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .core import s3
-from .core.bin import STITCH_MODES
+from .core.records import STITCH_MODES
 from .core.binfilter import BinFilter, parse_date, parse_instruments
 from .core.local import within
 from .core.mosaic import parse_mosaic

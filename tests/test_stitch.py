@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ifcbfs.core.adc import Roi
-from ifcbfs.core.bin import Bin, Image, plan_images
+from ifcbfs.core.bin import Bin
+from ifcbfs.core.records import Image, plan_images
 from ifcbfs.core import roi as roi_mod
 from ifcbfs.core.local import LocalSource
 from ifcbfs.core.source import SourceFile

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from PIL import Image as PILImage
 
-from ifcbfs.core.bin import QC_FOLDER, Bin
+from ifcbfs.core.bin import Bin
+from ifcbfs.core.records import QC_FOLDER
 from ifcbfs.core.png import png_size
 from ifcbfs.core.source import DataRoot
 from ifcbfs.core.stitch import composite, stitch

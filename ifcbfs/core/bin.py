@@ -1,8 +1,8 @@
 """One bin: which files it serves, their exact sizes, and their bytes on demand.
 
 `Bin.load` reads the header and the ADC file and looks at the size of the `.roi`; it reads no
-pixel. It decides, in one place, which images the bin serves (`plan_images`), and listing,
-sizes and reads all use that decision. The stitch mode (`STITCH_MODES`) chooses between the
+pixel. It decides, in one place, which images the bin serves (`core.records.plan_images`), and
+listing, sizes and reads all use that decision. The stitch mode (`STITCH_MODES`) chooses between the
 stitched images (on), every ROI as cut (off), and the stitched images with a `stitching/` folder
 that shows each one's raw composite and gap (qc). Opt-in views add `mosaic/` pages with their
 `coordinates.csv` (SPEC section 10) and the dashboard zip `{bin}.zip` (SPEC section 11), whose
@@ -18,7 +18,6 @@ import threading
 from bisect import bisect_left
 from itertools import repeat
 from operator import add, itemgetter, mul, or_
-from typing import NamedTuple, Sequence
 
 from . import adc as adc_mod
 from . import beside
@@ -31,101 +30,21 @@ from .ids import timestamp_iso
 from .metrics import bin_metrics
 from .mosaic import COORDINATES, Mosaic, coordinates_csv, layout, page_count, page_name, page_placements, render_page
 from .png import encode_png, png_size
+from .records import (ADC_CSV, CODE_ADC_CSV, CODE_CLASS_SCORES, CODE_CLASSES, CODE_COORDINATES, CODE_HDR_JSON,
+                      CODE_MASK, CODE_RAW_HDR, CODE_ZIP, HDR_JSON, KIND_BLOB, KIND_FEATURES, KIND_FOLDER, KIND_GAP,
+                      KIND_IMAGE, KIND_MULTIBLOB, KIND_PAGE, KIND_RAW, KIND_SHIFT, MOSAIC_FOLDER, QC_FOLDER,
+                      STITCH_MODES, Entry, Image, Plan, image_entries, plan_images)
 from .roi import read_pixels
 from .source import BinFiles, SourceFile
-from .stitch import composite, find_pairs, union_box
+from .stitch import composite
 from .storedzip import CrcTable, StoredZip
 
-HDR_JSON = "hdr.json"
-ADC_CSV = "adc.csv"
-QC_FOLDER = "stitching"
-MOSAIC_FOLDER = "mosaic"
-STITCH_MODES = ("on", "off", "qc")
-
-
-class Image(NamedTuple):
-    """One served image: its target number, size, and the ROI(s) it is made of (two when stitched)."""
-
-    target: int
-    width: int
-    height: int
-    parts: tuple[adc_mod.Roi, ...]
-
-
-class Entry(NamedTuple):
-    """One file in a bin folder (a record): its name (a '/' puts it in a sub-folder), its exact
-    size, its code (stable within the bin: the low bits of its inode), whether it can still
-    change while the bin grows (such files are read past the page cache), and the image it is."""
-
-    name: str
-    size: int
-    image: Image | None = None
-    code: int = 0
-    grows: bool = False
-    view: str = ""  # of a stitched image: "" itself, "raw" before infill, "gap" its gap mask
-
-
-# Entry codes: the kind of file in the high bits, a number (a target) in the low ones.
-KIND_SHIFT = 20
-CODE_HDR_JSON, CODE_ADC_CSV, CODE_RAW_HDR, CODE_COORDINATES, CODE_ZIP = 1, 2, 3, 4, 5
-CODE_CLASS_SCORES, CODE_CLASSES = 8, 9  # generated from the class file (SPEC section 9)
-KIND_IMAGE, KIND_RAW, KIND_GAP, KIND_PAGE = 1, 2, 3, 4  # KIND_PAGE: a mosaic page, by number
-KIND_FEATURES, KIND_MULTIBLOB = 6, 7  # a product file's bytes, by version
-KIND_BLOB = 8  # a blob mask from the blobs zip, by target
-KIND_FOLDER = 15
-CODE_MASK = (1 << KIND_SHIFT) - 1
 _COPIES = {beside.FEATURES: KIND_FEATURES, beside.MULTIBLOB: KIND_MULTIBLOB}
 _COPY_KINDS = {code: kind for kind, code in _COPIES.items()}
 _RECORDS = frozenset({"images", "entries", "by_name", "by_code"})  # made on first use for a model from the index
 _EXPANDING = threading.Lock()
 BYTES_PER_ENTRY = 680  # what one entry of a loaded bin costs in memory (tracemalloc, 2000 images)
 BYTES_PER_ZIP_MEMBER = 640  # what a zip that has been read keeps per member (tracemalloc, 1288 images)
-
-
-class Plan(NamedTuple):
-    """Which images a bin serves, and the stitched pairs (first, second target) found on the way."""
-
-    images: list[Image]
-    pairs: list[tuple[int, int]]
-
-
-def plan_images(rois: Sequence[adc_mod.Roi], roi_size: int, stitching: bool) -> Plan:
-    """The images a bin serves: stitched pairs merged (I-style), nothing whose bytes are missing.
-    Without stitching every ROI is its own image and no pair is reported."""
-    pairs = find_pairs(rois) if stitching else []
-    if not pairs:  # every ROI is its own image (whole columns at a time: a bin has thousands)
-        targets, widths, heights, starts = listing_mod.fields(rois, 0, 4, 5, 6)
-        images = map(tuple.__new__, repeat(Image), zip(targets, widths, heights, zip(rois)))
-        ends = list(map(add, starts, map(mul, widths, heights)))
-        if not ends or max(ends) <= roi_size:
-            return Plan(list(images), [])
-        return Plan([im for im, end in zip(images, ends) if end <= roi_size], [])
-    partner = {a.target: b for a, b in pairs}
-    second = {b.target for _, b in pairs}
-    images = []
-    for roi in rois:
-        if roi.target in second:
-            continue
-        other = partner.get(roi.target)
-        if other is None:
-            image = Image(roi.target, roi.width, roi.height, (roi,))
-        else:
-            _, _, width, height = union_box(roi, other)
-            if width * height > adc_mod.MAX_IMAGE_PIXELS:
-                continue
-            image = Image(roi.target, width, height, (roi, other))
-        if image.parts[-1].end <= roi_size and image.parts[0].end <= roi_size:
-            images.append(image)
-    return Plan(images, [(a.target, b.target) for a, b in pairs])
-
-
-def _image_entries(stem: str, images: list[Image]) -> list[Entry]:
-    """One entry per image, `{stem}_{target:05d}.png` (by whole columns: a bin has thousands)."""
-    targets, widths, heights = listing_mod.fields(images, 0, 1, 2)
-    names = map(f"{stem}_{{:05d}}.png".format, targets)  # (a bin id has no braces)
-    sizes = map(png_size, widths, heights)
-    codes = map(or_, repeat(KIND_IMAGE << KIND_SHIFT), targets)
-    return list(map(tuple.__new__, repeat(Entry), zip(names, sizes, images, codes, repeat(False), repeat(""))))
 
 
 def _read_source(files: BinFiles, f: SourceFile | None) -> bytes:
@@ -144,7 +63,7 @@ class Bin:
         self._summary(files, header, adc, plan.pairs, len(plan.images), settled, problems)
         self.images = images = plan.images
         stem = str(files.bin_id)
-        entries = _image_entries(stem, [im for im in images if im.target < 1 << KIND_SHIFT]
+        entries = image_entries(stem, [im for im in images if im.target < 1 << KIND_SHIFT]
                                  if images and images[-1].target >= 1 << KIND_SHIFT else images)
         if qc:
             entries += [Entry(f"{QC_FOLDER}/{stem}_{im.target:05d}_{view}.png", png_size(im.width, im.height), im,

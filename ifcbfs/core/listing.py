@@ -44,7 +44,7 @@ def fields(items: Sequence[tuple], *indexes: int) -> list[list]:
 
 
 def listing_of(entries: Sequence[tuple]) -> Listing:
-    """The listing of records (core.bin.Entry: name, size, image, code, ...) in name order."""
+    """The listing of records (core.records.Entry: name, size, image, code, ...) in name order."""
     return _listing(*fields(entries, 0, 1, 3))
 
 

@@ -24,7 +24,8 @@ from collections import OrderedDict
 from itertools import repeat
 from operator import or_
 
-from ..core.bin import Bin, Entry
+from ..core.bin import Bin
+from ..core.records import Entry
 from ..core.errors import BinError
 from ..core.settle import settled
 from ..core.source import HELD_ONLY, BinFiles, DataRoot, NotHeld, SourceUnreadable

@@ -12,7 +12,8 @@ import stat
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
-from ..core.bin import Bin, Entry
+from ..core.bin import Bin
+from ..core.records import Entry
 from ..core.mosaic import Mosaic
 from ..core.source import BinFiles
 
@@ -51,7 +52,7 @@ class Options:
     cache_size: int = 256 << 20
     bin_cache: int = 64 << 20  # bytes of loaded bin models kept (an estimate; see Bin.footprint)
     umask: int = 0o022  # permission bits taken away: files 0644 and folders 0755, as an export writes them
-    stitch: str = "on"  # one of core.bin.STITCH_MODES
+    stitch: str = "on"  # one of core.records.STITCH_MODES
     mosaic: Mosaic | None = None  # the page shape of mosaic/ in each bin folder; None: no mosaic
     zip: bool = False  # {bin}.zip in each bin folder
     products: tuple[tuple[str, str], ...] = ()  # product roots: (name, folder), in option order

@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import logging
 
-from ..core.bin import Entry
+from ..core.records import Entry
 from .nodes import _VIEW_KINDS, LINK, VFILE, FsError, Node
 
 log = logging.getLogger("ifcbfs")
