@@ -273,8 +273,11 @@ def test_a_class_file_that_cannot_be_read_now_is_tried_again_not_remembered(arch
     failing = {True}  # while set, the bad bin's class file comes short, as in a store's outage
     scores = beside._scores
 
+    tries = []
+
     def flaky(p):
         if failing and bad in p.file.path:
+            tries.append(p.file.path)
             raise ProductUnavailable(f"{p.file.path}: 300 bytes read of {p.file.size}")
         return scores(p)
 
@@ -293,6 +296,11 @@ def test_a_class_file_that_cannot_be_read_now_is_tried_again_not_remembered(arch
     index.flush()
     assert index.get(folder.path, folder.files) is None  # not remembered as what the file holds
     assert any("left out for now" in r.getMessage() for r in caplog.records)
+
+    kept, before = folder.model, len(tries)
+    changes = ns.refresh(everything=True)  # SIGHUP: tried again at once, and still short
+    assert len(tries) == before + 1
+    assert folder.model is kept and ("inode", folder.ino) not in changes  # nothing listed changes
 
     failing.clear()  # the reader is well again
     crawler.run_pass()

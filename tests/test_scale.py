@@ -206,5 +206,6 @@ def test_a_bin_being_loaded_is_waited_for_not_loaded_twice(tmp_path, monkeypatch
     go.set()
     ahead.join(30)
     asker.join(30)
-    assert ns.parses == 1  # the asker waited for the load, or found it done: never a second parse and got == [second.model] * 2
+    assert not ahead.is_alive() and not asker.is_alive()
+    assert ns.parses == 1 and got == [second.model] * 2  # the asker waited for the load, or found it done
     assert ns.bins_next(first, 2) == [third]

@@ -12,6 +12,7 @@ a missing optional package (h5py, scipy) is said once for the whole process (`mi
 """
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import threading
@@ -54,9 +55,10 @@ class Shown(NamedTuple):
 
 
 def passing(err: BaseException) -> bool:
-    """True for a failure worth trying again (a source that could not be read, a file that came
-    short): what it leaves out must not be remembered as the file's answer."""
-    return isinstance(err, (SourceUnreadable, ProductUnavailable))
+    """True for a failure worth trying again (a source that did not answer, as in an object
+    store's outage, or a file that came short): what it leaves out must not be remembered as the
+    file's answer. A file that is forbidden or gone is not worth it."""
+    return isinstance(err, ProductUnavailable) or isinstance(err, SourceUnreadable) and err.errno == errno.EIO
 
 
 def _counted() -> None:

@@ -244,6 +244,8 @@ class S3Source(Source):
             return b""
         if start + length > f.size:
             raise ImageMissing(f"{self.url(f.path)}: bytes {start}..{start + length} pass the end of the object")
+        if HELD_ONLY.get() and not self.holds(f, start, length):  # (before the read-ahead counts it)
+            raise NotHeld(f"{self.url(f.path)}: bytes {start}..{start + length} are no longer held")
         if self.ahead is None:
             data = self._get(f, start, length)
         else:

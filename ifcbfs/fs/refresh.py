@@ -51,12 +51,18 @@ class Refresh:
                     continue  # the source did not answer (an object store's outage): next poll
                 if files == node.files:
                     model = node.model
-                    retry = node in self._again and clock - self._again[node] >= RETRY_SECONDS  # its products now?
+                    since = self._again.get(node)  # kept without a product file that may read now
+                    retry = since is not None and (everything or clock - since >= RETRY_SECONDS)
                     if model is not None and (retry or (not model.settled and settled(files, now))):
                         try:  # loaded while growing, now settled: load it as final, first
                             final = self.bin_model(node.path, files)
                         except FsError:
                             continue  # keep serving what was listed; try again at the next poll
+                        if final.product_again and final.settled == model.settled and final.listing() == model.listing():
+                            with self._lock:  # still not read, nothing else changed: keep what was listed
+                                if node in self._again:
+                                    self._again[node] = clock
+                            continue
                         with self._lock:
                             replaced.append((node, self._replace_files(node, files, changes)))
                             self._keep(node, final)
