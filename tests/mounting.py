@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -96,6 +97,23 @@ def mounted(source, mountpoint, *options: str, env: dict | None = None):
         yield m
     finally:
         m.stop()
+
+
+def lstat_tree(top) -> dict:
+    """Every entry under top by its path from top: (its lstat, where it links to or None, the
+    sha256 of a regular file's bytes or None)."""
+    import hashlib
+
+    out = {}
+    for folder, dirs, files in os.walk(top):
+        for name in dirs + files:
+            p = os.path.join(folder, name)
+            st = os.lstat(p)
+            link = os.readlink(p) if stat.S_ISLNK(st.st_mode) else None
+            with_bytes = stat.S_ISREG(st.st_mode)
+            digest = hashlib.sha256(Path(p).read_bytes()).hexdigest() if with_bytes else None
+            out[os.path.relpath(p, top)] = (st, link, digest)
+    return out
 
 
 def tree_digest(root) -> dict:

@@ -24,7 +24,7 @@ from ifcbfs.fs.namespace import LINK, ROOT_INO, Namespace, Options
 from ifcbfs.fs.views import BINS_COLUMNS
 from ifcbfs.index import Index
 from ifcbfs.synth import write_bin, write_dataset
-from mounting import mounted
+from mounting import lstat_tree, mounted
 from productfiles import (bins_of, classified, counts, needs_h5py, needs_scipy, set_mtime,
                           write_manual_csv, write_manual_mat)
 
@@ -389,21 +389,13 @@ def test_export_with_products_and_views_equals_rsync_of_the_mount(ifcb_data, arc
                            "--products", f"cnn={cnn}:{annotations}", "--blobs", "--classes", "--bins-csv"],
                           capture_output=True, text=True)
     assert code.returncode == 0, code.stderr
-    left, right = lstat_tree(tmp_path / "rsync"), lstat_tree(tmp_path / "export")
+    left, right = comparable(tmp_path / "rsync"), comparable(tmp_path / "export")
     assert left == right
     assert any(p.endswith("/features_v2.csv") for p in left) and any(p.startswith("by-class/manual/") for p in left)
     assert any("/blobs/" in p for p in left) and "bins.csv" in left
 
 
-def lstat_tree(top: Path) -> dict:
+def comparable(top: Path) -> dict:
     """Every entry under top: (mode, size of files, mtime, link target, sha of files)."""
-    import hashlib
-    out = {}
-    for folder, dirs, files in os.walk(top):
-        for name in dirs + files:
-            p = os.path.join(folder, name)
-            st = os.lstat(p)
-            link = os.readlink(p) if os.path.islink(p) else None
-            digest = hashlib.sha256(open(p, "rb").read()).hexdigest() if os.path.isfile(p) and not link else None
-            out[os.path.relpath(p, top)] = (oct(st.st_mode), st.st_size if digest else 0, st.st_mtime_ns, link, digest)
-    return out
+    return {p: (oct(st.st_mode), st.st_size if digest else 0, st.st_mtime_ns, link, digest)
+            for p, (st, link, digest) in lstat_tree(top).items()}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mounting import IFCBFS, Mount, decodes, require_fuse
+from mounting import IFCBFS, Mount, decodes, lstat_tree, require_fuse
 from s3server import BUCKET, aws_env
 
 pytestmark = pytest.mark.mount
@@ -42,14 +42,7 @@ def mounts(s3, tmp_path_factory):
 
 def entries(top: Path) -> dict:
     """Every path under `top`: (mode, size, mtime_ns, inode, sha256 of a file's bytes)."""
-    out = {}
-    for folder, dirs, files in os.walk(top):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            st = os.lstat(path)
-            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest() if name in files else None
-            out[os.path.relpath(path, top)] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, digest)
-    return out
+    return {p: (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, digest) for p, (st, _, digest) in lstat_tree(top).items()}
 
 
 def test_the_same_tree_bytes_and_inodes_as_on_disk_and_rsync_copies_nothing(mounts, tmp_path, expected):
