@@ -325,12 +325,12 @@ class Namespace(Refresh, ViewNodes):
             at = self._per_version(parent.ino, self._orders, self._order_of).get(folder.ino)
             if at is None:
                 return []
-            after = self.listing(parent.ino)[at + 1:at + 1 + count]
+            nodes, start = self.listing(parent.ino), at + 1
         elif folder.kind == DIR and folder.children is not None:
-            after = self.listing(folder.ino)
+            nodes, start = self.listing(folder.ino), 0
         else:
             return []
-        return [n for n in after[:count] if n.kind == BIN and n.model is None and n not in self._loading]
+        return [n for n in nodes[start:start + count] if n.kind == BIN and n.model is None and n not in self._loading]
 
     def _order_of(self, node: Node, version) -> dict[int, int]:
         return {child.ino: at for at, child in enumerate(self.listing(node.ino))}

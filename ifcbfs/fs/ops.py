@@ -74,7 +74,7 @@ class Operations(pyfuse3.Operations):
         self._handles = 1 << 63  # their fh numbers, above every inode number
         self._trimmed = 0  # ns.parses at the last trim of the C heap
         self._ahead_in, self._ahead_out = trio.open_memory_channel(16)  # bins to load ahead (see read_ahead)
-        self._reads_ahead = ns.source.source.reads_ahead  # (s3 with readahead=0 fetches only what is asked)
+        self._ahead = READ_AHEAD if ns.source.source.reads_ahead else 0  # (s3 readahead=0: only what is asked)
 
     def _node_of(self, args) -> Node | None:
         """The folder or bin a request is about (a file's bin), without loading anything."""
@@ -181,16 +181,21 @@ class Operations(pyfuse3.Operations):
         if not node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         await self._ask(self.ns.rows, inode)
+        if self._ahead:
+            self._read_ahead_of(node)
+        return inode
+
+    def _read_ahead_of(self, folder: Node) -> None:
+        """Queue the bins a walk that opened `folder` opens next (see read_ahead)."""
         try:
-            ahead = self.ns.bins_next(node, READ_AHEAD if self._reads_ahead else 0)  # a walk opens them soon
+            ahead = self.ns.bins_next(folder, self._ahead)
         except FsError:  # (a refresh dropped the folder meanwhile: nothing to read ahead)
-            ahead = []
+            return
         for bin_node in ahead:
             try:
                 self._ahead_in.send_nowait(bin_node)
             except trio.WouldBlock:
                 break
-        return inode
 
     async def read_ahead(self) -> None:
         """Load the bins opendir queues and make their listings, one at a time in a worker thread,
